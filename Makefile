@@ -1,0 +1,68 @@
+# kubegym — every entry point a developer or CI needs. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+KUBEGYM_CACHE ?= $(HOME)/.cache/kubegym
+VENV ?= $(KUBEGYM_CACHE)/venv
+PY := $(VENV)/bin/python
+KUBERNETES_VERSION := $(shell sed -n 's/^KUBERNETES_VERSION=//p' hack/versions.env)
+KUBE_BIN := $(KUBEGYM_CACHE)/bin/kubernetes-$(KUBERNETES_VERSION)
+
+export KUBEGYM_CACHE VENV
+export KUBEGYM_STATE ?= $(CURDIR)/.state
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/hack
+export PATH := $(VENV)/bin:$(KUBE_BIN):$(PATH)
+LOCAL := $(PY) -m kubegym_localcluster
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help deps venv components up down kubeconfig env demo test lint typecheck unit integration e2e
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+deps: ## install Debian packages the project needs (idempotent)
+	@bash hack/install-deps.sh
+
+venv: ## the Python environment (cached under ~/.cache/kubegym)
+	@bash hack/ensure-venv.sh
+
+components: ## build the pinned Kubernetes, etcd and MinIO binaries (cached)
+	@bash hack/build-components.sh kubernetes minio
+
+up: deps venv components ## start the local cluster (control plane, local node, MinIO)
+	@$(LOCAL) up
+
+down: ## stop every process of the local cluster
+	@if [ -x $(PY) ]; then $(LOCAL) down; else echo "nothing to stop"; fi
+
+kubeconfig: ## print the local cluster's kubeconfig path
+	@echo "$(KUBEGYM_STATE)/kubeconfig"
+
+demo: up ## bring everything up and run the main job on the local cluster
+	@bash hack/demo.sh
+
+lint: venv ## ruff (lint + format) and the import layering contract
+	@ruff check .
+	@ruff format --check .
+	@lint-imports
+
+typecheck: venv ## mypy over every package
+	@mypy
+
+unit: venv ## unit tier: pure logic, no cluster
+	@$(PYTEST) tests/unit
+
+integration: up ## integration tier: against the local cluster
+	@$(PYTEST) tests/integration
+
+e2e: up ## e2e tier: the whole path on the local cluster
+	@$(PYTEST) tests/e2e
+
+test: lint typecheck unit integration e2e ## every test tier
+
+env: ## print shell exports for the local cluster (KUBECONFIG, MinIO endpoint and credentials)
+	@$(LOCAL) env
+
+e2e-kind: venv ## the e2e tier on kind (needs a Docker engine; not used by make test)
+	@bash hack/e2e-kind.sh

@@ -1,0 +1,66 @@
+"""The image rule: which container images the local node can run, and as what.
+
+There is no container runtime here. An image whose repository is one of kubegym's own
+(``ghcr.io/kubegym/kubegym-runner``, ``kubegym/kubegym-operator``, any registry, any
+tag) runs in the Python environment the node itself runs in, with this repository's
+sources first on ``PYTHONPATH`` — what the image would contain, built from the same
+tree. The image's entrypoint is the one its Dockerfile declares. Any other image fails
+to "pull" with ``ErrImagePull``, as it would on a node that cannot reach a registry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import layout
+
+#: Repository basename → the ENTRYPOINT of its Dockerfile (kept equal by a test).
+ENTRYPOINTS: dict[str, list[str]] = {
+    "kubegym-runner": ["kubegym-runner"],
+    "kubegym-operator": ["kubegym-operator"],
+}
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    image: str
+    entrypoint: list[str]
+
+    @property
+    def image_id(self) -> str:
+        return f"local://{self.image}"
+
+
+class ImageNotAvailableError(Exception):
+    pass
+
+
+def repository_basename(image: str) -> str:
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def resolve(image: str) -> LocalImage:
+    base = repository_basename(image)
+    if base not in ENTRYPOINTS:
+        raise ImageNotAvailableError(
+            f"image {image!r} is not available on the local node: it runs only kubegym's own images "
+            f"({', '.join(sorted(ENTRYPOINTS))}, any registry and tag) in its Python environment"
+        )
+    return LocalImage(image, ENTRYPOINTS[base])
+
+
+def base_environment() -> dict[str, str]:
+    """What a process of a local image starts from, before the pod's own env."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
+        "PYTHONPATH": os.pathsep.join(str(layout.REPO / d) for d in ("operator", "runner")),
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+        "HOME": "/root",
+    }

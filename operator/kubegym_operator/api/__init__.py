@@ -1,0 +1,1 @@
+"""Spec and status models of the custom resources and their CRD generation."""

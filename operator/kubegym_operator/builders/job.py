@@ -1,0 +1,443 @@
+"""The runner Job of a TrainingRun, rendered as a plain manifest (no API calls).
+
+The pod passes the ``restricted`` Pod Security Standard: non-root UID 65532, no privilege
+escalation, no capabilities, RuntimeDefault seccomp, a read-only root filesystem with
+emptyDirs for /tmp and $HOME. The runner's configuration travels in ``KUBEGYM_CONFIG``;
+storage credentials only as ``secretKeyRef`` so no secret value is ever in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubegym_operator import API_VERSION, GROUP, VERSION
+from kubegym_operator.api.common import Toleration
+from kubegym_operator.api.trainingrun import KIND, PLURAL, TrainingRunSpec
+from kubegym_operator.builders.naming import (
+    label_value,
+    runner_identity_name,
+    training_job_name,
+)
+from kubegym_operator.settings import Settings
+from kubegym_runner.config import (
+    CONFIG_ENV,
+    EXIT_USER_ERROR,
+    CheckpointPolicy,
+    RunRef,
+    S3Storage,
+    TrainConfig,
+    dump_config,
+)
+
+Manifest = dict[str, Any]
+
+CONTAINER_NAME = "runner"
+RUNNER_UID = 65532
+HOME_DIR = "/home/kubegym"
+GPU_RESOURCE = "nvidia.com/gpu"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+SCHEDULING_ANNOTATION = "kubegym.io/scheduling-hash"
+RUN_LABEL = "kubegym.io/training-run"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+#: Keys of the storage Secret, read by boto3's default credential chain.
+SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
+
+
+class RenderError(ValueError):
+    """The run cannot be rendered as it stands; ``reason`` is CamelCase for the status."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def parse_spec(run: Mapping[str, Any]) -> TrainingRunSpec:
+    """The run's spec as a model (the API server already validated and defaulted it)."""
+    return TrainingRunSpec.model_validate(run.get("spec") or {})
+
+
+def owner_reference(run: Mapping[str, Any]) -> Manifest:
+    """Controller reference to the run: deleting it deletes what it owns."""
+    meta = run["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def run_labels(run: Mapping[str, Any]) -> dict[str, str]:
+    """Labels on everything a run owns, to find and to group it."""
+    return {
+        "app.kubernetes.io/name": "kubegym-runner",
+        "app.kubernetes.io/managed-by": "kubegym-operator",
+        COMPONENT_LABEL: "train",
+        RUN_LABEL: label_value(run["metadata"]["name"]),
+    }
+
+
+def queue_name(spec: TrainingRunSpec, settings: Settings) -> str | None:
+    """The Kueue LocalQueue of the run, if any (the run's own wins over the default)."""
+    return spec.scheduling.queue_name or settings.default_queue_name
+
+
+def storage_of(spec: TrainingRunSpec, settings: Settings) -> S3Storage:
+    """The storage the run writes to: its own, else the operator's default."""
+    if spec.checkpoint.storage is not None:
+        return S3Storage.model_validate(spec.checkpoint.storage.model_dump())
+    if settings.default_storage is None:
+        raise RenderError(
+            "StorageNotConfigured",
+            "spec.checkpoint.storage is not set and the operator has no default storage; "
+            "set spec.checkpoint.storage (bucket, secretRef, endpoint)",
+        )
+    if not settings.default_storage.secret_ref:
+        raise RenderError(
+            "StorageNotConfigured",
+            "the operator's default storage names no credentials Secret "
+            "(KUBEGYM_STORAGE_SECRET); set spec.checkpoint.storage.secretRef",
+        )
+    return settings.default_storage
+
+
+def run_prefix(storage: S3Storage, namespace: str, name: str) -> str:
+    """Key prefix of the run's artifacts: ``<prefix>/<namespace>/<name>``."""
+    return "/".join(p for p in (storage.prefix.strip("/"), namespace, name) if p)
+
+
+def checkpoint_uri_of(run: Mapping[str, Any]) -> str | None:
+    """The newest checkpoint another run reported, for ``resumeFrom.trainingRun``."""
+    checkpoints = (run.get("status") or {}).get("checkpoints") or {}
+    uri = checkpoints.get("latestUri")
+    return uri if isinstance(uri, str) and uri else None
+
+
+def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> TrainConfig:
+    """The runner's configuration for this run.
+
+    ``resume_uri`` is the resolved checkpoint of ``spec.resumeFrom.trainingRun`` (see
+    :func:`checkpoint_uri_of`); the handler looks the other run up, this stays pure.
+    """
+    spec = parse_spec(run)
+    meta = run["metadata"]
+    storage = storage_of(spec, settings)
+    resume_from: str | None = None
+    if spec.resume_from is not None:
+        if spec.resume_from.uri:
+            resume_from = spec.resume_from.uri
+        elif resume_uri:
+            resume_from = resume_uri
+        else:
+            raise RenderError(
+                "ResumeSourceNotFound",
+                f"TrainingRun {spec.resume_from.training_run!r} has no checkpoint to resume from yet",
+            )
+    return TrainConfig(
+        algorithm=spec.algorithm,
+        environment=spec.environment,
+        policy=spec.policy,
+        hyperparameters=spec.hyperparameters,
+        preset=spec.preset,
+        total_timesteps=spec.total_timesteps,
+        seed=spec.seed,
+        device=spec.device,
+        evaluation=spec.evaluation,
+        checkpoint=CheckpointPolicy.model_validate(spec.checkpoint.model_dump(exclude={"storage"})),
+        storage=storage,
+        run_prefix=run_prefix(storage, meta["namespace"], meta["name"]),
+        resume_from=resume_from,
+        report_to=RunRef(
+            group=GROUP,
+            version=VERSION,
+            plural=PLURAL,
+            namespace=meta["namespace"],
+            name=meta["name"],
+        ),
+        report_interval_seconds=settings.progress_interval_seconds,
+    )
+
+
+def _secret_env(secret: str) -> list[Manifest]:
+    env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in SECRET_KEYS]
+    env += [
+        {
+            "name": key,
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}},
+        }
+        for key in OPTIONAL_SECRET_KEYS
+    ]
+    return env
+
+
+def _env(config: TrainConfig, gpu: int) -> list[Manifest]:
+    env: list[Manifest] = [
+        {"name": CONFIG_ENV, "value": dump_config(config)},
+        {"name": "HOME", "value": HOME_DIR},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "KUBEGYM_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "KUBEGYM_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    if gpu == 0:
+        # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node that would hand a CPU run
+        # every GPU behind the device plugin's back.
+        env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
+    if config.storage.secret_ref:
+        env += _secret_env(config.storage.secret_ref)
+    return env
+
+
+def _resources(spec: TrainingRunSpec, settings: Settings) -> Manifest:
+    cpu = spec.resources.cpu if spec.resources.cpu is not None else settings.default_cpu
+    memory = spec.resources.memory if spec.resources.memory is not None else settings.default_memory
+    limits: dict[str, str] = {"memory": str(memory)}
+    if spec.resources.gpu > 0:
+        limits[GPU_RESOURCE] = str(spec.resources.gpu)
+    return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}
+
+
+def _toleration(t: Toleration) -> Manifest:
+    return t.model_dump(by_alias=True, exclude_none=True)
+
+
+def scheduling_of(spec: TrainingRunSpec, settings: Settings) -> Manifest:
+    """Pod-spec scheduling fields: the run's, plus the operator's GPU defaults for GPU runs."""
+    node_selector = dict(spec.scheduling.node_selector)
+    tolerations = [_toleration(t) for t in spec.scheduling.tolerations]
+    if spec.resources.gpu > 0:
+        node_selector = {**settings.gpu_node_selector, **node_selector}
+        tolerations += [t for t in map(_toleration, settings.gpu_tolerations) if t not in tolerations]
+    out: Manifest = {}
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    if tolerations:
+        out["tolerations"] = tolerations
+    if spec.scheduling.affinity:
+        out["affinity"] = spec.scheduling.affinity
+    if spec.scheduling.priority_class_name:
+        out["priorityClassName"] = spec.scheduling.priority_class_name
+    return out
+
+
+def pod_failure_policy() -> Manifest:
+    """Disruptions (preemption, eviction, drain) never count against backoffLimit; a user
+    error fails the Job at once. Disruption is checked first: it is never the user's fault."""
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [EXIT_USER_ERROR],
+                },
+            },
+        ]
+    }
+
+
+def container_security_context() -> Manifest:
+    """What the ``restricted`` Pod Security Standard demands of every container."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUNNER_UID,
+        "runAsGroup": RUNNER_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNNER_UID,
+        "runAsGroup": RUNNER_UID,
+        "fsGroup": RUNNER_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def ttl_seconds_after_finished(spec: TrainingRunSpec, settings: Settings) -> int | None:
+    ttl = spec.run_policy.ttl_seconds_after_finished
+    return ttl if ttl is not None else settings.default_ttl_seconds_after_finished
+
+
+def initial_suspend(spec: TrainingRunSpec, settings: Settings) -> bool:
+    """Suspended at creation when the user says so or Kueue is to admit it (Kueue unsuspends
+    admitted Jobs; creating them unsuspended would start pods before admission)."""
+    return spec.suspend or queue_name(spec, settings) is not None
+
+
+def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> Manifest:
+    """The runner Job of a TrainingRun (``batch/v1`` manifest, owned by the run).
+
+    Raises :class:`RenderError` when the run cannot work (no storage, resume source without
+    a checkpoint): the handler turns it into phase Failed with that reason.
+    """
+    spec = parse_spec(run)
+    meta = run["metadata"]
+    config = build_train_config(run, settings, resume_uri=resume_uri)
+    labels = run_labels(run)
+    job_labels = dict(labels)
+    queue = queue_name(spec, settings)
+    if queue:
+        job_labels[QUEUE_LABEL] = queue
+    container: Manifest = {
+        "name": CONTAINER_NAME,
+        "image": spec.image or settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubegym-runner"],
+        "args": ["train"],
+        "env": _env(config, spec.resources.gpu),
+        "resources": _resources(spec, settings),
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "home", "mountPath": HOME_DIR},
+        ],
+    }
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "serviceAccountName": runner_identity_name(meta["name"]),
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
+        "securityContext": pod_security_context(),
+        **scheduling_of(spec, settings),
+        "containers": [container],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": str(settings.tmp_size_limit)}},
+            {"name": "home", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+    }
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    job_spec: Manifest = {
+        "suspend": initial_suspend(spec, settings),
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": spec.run_policy.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if spec.run_policy.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
+    ttl = ttl_seconds_after_finished(spec, settings)
+    if ttl is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": training_job_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": job_labels,
+            "annotations": {SCHEDULING_ANNOTATION: scheduling_hash(spec, settings)},
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": job_spec,
+    }
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """How to bring a live Job in line with the run's mutable fields.
+
+    ``patch`` is a JSON Patch (``application/json-patch+json``), empty when nothing changed.
+    ``recreate`` means the Job cannot take a scheduling change in place (it is not suspended
+    or has started): delete it (propagation Background) and render it anew. This only happens
+    before the runner ever ran, since the CRD freezes scheduling once status.startTime is set.
+    """
+
+    patch: list[Manifest]
+    recreate: bool = False
+
+
+_TEMPLATE_SCHEDULING = ("nodeSelector", "tolerations", "affinity")
+
+
+def scheduling_hash(spec: TrainingRunSpec, settings: Settings) -> str:
+    """Digest of the scheduling the operator rendered, kept as a Job annotation.
+
+    Drift is judged against this and not against the live pod template, because Kueue
+    injects its flavor's node selectors into admitted Jobs.
+    """
+    rendered = {**scheduling_of(spec, settings), "queue": queue_name(spec, settings)}
+    text = json.dumps(rendered, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _set(path: str, live: Any, desired: Any) -> list[Manifest]:
+    if desired == live:
+        return []
+    if desired is None:
+        return [{"op": "remove", "path": path}]
+    return [{"op": "add", "path": path, "value": desired}]
+
+
+def plan_job_update(run: Mapping[str, Any], job: Mapping[str, Any], settings: Settings) -> JobUpdate:
+    """The changes a live Job needs after an edit of the run's mutable fields.
+
+    ``suspend`` follows the run, except that with a Kueue queue the operator only ever
+    suspends: admission (unsuspending) is Kueue's. ``ttlSecondsAfterFinished`` follows the
+    run. Scheduling follows the run until the runner first started; a suspended Job that
+    never started takes it in place (the Job API allows exactly that), any other is recreated.
+    """
+    spec = parse_spec(run)
+    live_spec = job.get("spec") or {}
+    live_meta = job.get("metadata") or {}
+    ops: list[Manifest] = []
+    live_suspend = bool(live_spec.get("suspend"))
+    queue = queue_name(spec, settings)
+    if spec.suspend and not live_suspend:
+        ops += _set("/spec/suspend", live_suspend, True)
+    elif not spec.suspend and live_suspend and queue is None:
+        ops += _set("/spec/suspend", live_suspend, False)
+    ops += _set(
+        "/spec/ttlSecondsAfterFinished",
+        live_spec.get("ttlSecondsAfterFinished"),
+        ttl_seconds_after_finished(spec, settings),
+    )
+
+    run_started = bool((run.get("status") or {}).get("startTime"))
+    wanted_hash = scheduling_hash(spec, settings)
+    live_hash = (live_meta.get("annotations") or {}).get(SCHEDULING_ANNOTATION)
+    if run_started or live_hash == wanted_hash:
+        return JobUpdate(patch=ops)
+    desired = scheduling_of(spec, settings)
+    live_pod = (live_spec.get("template") or {}).get("spec") or {}
+    job_started = bool((job.get("status") or {}).get("startTime"))
+    if not live_suspend or job_started:
+        return JobUpdate(patch=[], recreate=True)
+    if live_pod.get("priorityClassName") != desired.get("priorityClassName"):
+        return JobUpdate(patch=[], recreate=True)
+    for key in _TEMPLATE_SCHEDULING:
+        ops += _set(f"/spec/template/spec/{key}", live_pod.get(key), desired.get(key))
+    live_labels = live_meta.get("labels") or {}
+    ops += _set(f"/metadata/labels/{_escape(QUEUE_LABEL)}", live_labels.get(QUEUE_LABEL), queue)
+    ops.append(
+        {
+            "op": "add",
+            "path": f"/metadata/annotations/{_escape(SCHEDULING_ANNOTATION)}",
+            "value": wanted_hash,
+        }
+    )
+    return JobUpdate(patch=ops)

@@ -1,0 +1,576 @@
+"""A TrainingRun's status from what the cluster shows: its Job and that Job's pods.
+
+The operator owns ``phase``, ``reason``, ``message``, ``conditions``, ``observedGeneration``,
+``startTime``, ``completionTime``, ``jobName`` and ``nodeName``; the runner owns ``progress``,
+``checkpoints`` and ``result``. Reasons name the cause a person can act on (Unschedulable,
+ImagePullFailed, OOMKilled, UserError, ...) rather than the Job's generic failure, so they
+are dug out of pod conditions, container states and the runner's exit code.
+
+Succeeded and Failed are final: a run never leaves them, even when its Job is deleted later
+(ttlSecondsAfterFinished) or a stale pod update arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from kubegym_operator.api.common import TERMINAL_PHASES, Phase
+from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL
+from kubegym_operator.builders.naming import training_job_name
+from kubegym_operator.settings import Settings
+from kubegym_runner.config import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
+
+Obj = Mapping[str, Any]
+
+#: Longest message kept from a termination message or log tail (its end holds the error).
+MAX_MESSAGE = 2048
+
+
+class Reason:
+    """CamelCase reasons of the phase and of the conditions."""
+
+    JOB_CREATING = "JobCreating"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    QUEUED = "Queued"
+    RESUMING = "Resuming"
+    STARTING = "Starting"
+    CONTAINER_CREATING = "ContainerCreating"
+    TRAINING = "Training"
+    RESTARTING = "Restarting"
+    DISRUPTED = "Disrupted"
+    COMPLETED = "Completed"
+    UNSCHEDULABLE = "Unschedulable"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    CONFIG_ERROR = "CreateContainerConfigError"
+    CONTAINER_CANNOT_RUN = "ContainerCannotRun"
+    OOM_KILLED = "OOMKilled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    USER_ERROR = "UserError"
+    STORAGE_UNREACHABLE = "StorageUnreachable"
+    INFRASTRUCTURE_ERROR = "InfrastructureError"
+    RUNNER_ERROR = "RunnerError"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+
+
+#: Reasons that are routine; every other one is worth a Warning event.
+_NORMAL_REASONS = frozenset(
+    {
+        Reason.JOB_CREATING,
+        Reason.SUSPENDED,
+        Reason.QUEUED,
+        Reason.RESUMING,
+        Reason.STARTING,
+        Reason.CONTAINER_CREATING,
+        Reason.TRAINING,
+        Reason.COMPLETED,
+    }
+)
+#: Failure causes that explain a BackoffLimitExceeded better than the Job's own reason.
+_SPECIFIC_CAUSES = frozenset(
+    {
+        Reason.OOM_KILLED,
+        Reason.STORAGE_UNREACHABLE,
+        Reason.CONTAINER_CANNOT_RUN,
+        Reason.USER_ERROR,
+        Reason.INFRASTRUCTURE_ERROR,
+    }
+)
+_PULL_RETRYING = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable", "SignatureValidationFailed"})
+_PULL_PERMANENT = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+_CANNOT_RUN = frozenset({"CreateContainerError", "RunContainerError"})
+_CANNOT_RUN_TERMINATED = frozenset({"ContainerCannotRun", "StartError"})
+#: Shell conventions: 126 not executable, 127 command not found.
+_CANNOT_RUN_CODES = frozenset({126, 127})
+
+Severity = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Phase with its cause; ``stop_job`` when the run failed while its Job still has pods."""
+
+    phase: str
+    reason: str
+    message: str
+    stop_job: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to record on the run (``kubectl describe`` tells the story)."""
+
+    type: Severity
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """Result of :func:`compute_status`.
+
+    ``status``: the operator-owned status fields, to merge-patch into ``status``.
+    ``stop_job``: the run is Failed but its Job still runs or retries pods (a permanent
+    image or configuration error): delete the Job (propagation Background).
+    ``event``: the transition to record, if phase or reason changed.
+    """
+
+    status: dict[str, Any]
+    stop_job: bool = False
+    event: Event | None = None
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes timestamps."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _tail(text: str | None) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= MAX_MESSAGE else "…" + text[-MAX_MESSAGE:]
+
+
+# --- pods ----------------------------------------------------------------------------------
+
+
+def _status(obj: Obj) -> Obj:
+    return obj.get("status") or {}
+
+
+def _runner_status(pod: Obj) -> Obj:
+    for cs in _status(pod).get("containerStatuses") or []:
+        if cs.get("name") == CONTAINER_NAME:
+            return dict(cs)
+    return {}
+
+
+def _condition(obj: Obj, kind: str) -> Obj | None:
+    for cond in _status(obj).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def _newest(pods: Iterable[Obj]) -> Obj | None:
+    ordered = sorted(
+        pods,
+        key=lambda p: (
+            (p.get("metadata") or {}).get("creationTimestamp") or "",
+            (p.get("metadata") or {}).get("name") or "",
+        ),
+    )
+    return ordered[-1] if ordered else None
+
+
+def _pod_name(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("name", "?"))
+
+
+def _memory_limit(pod: Obj) -> str | None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == CONTAINER_NAME:
+            limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+            return str(limit) if limit is not None else None
+    return None
+
+
+def _disruption(pod: Obj) -> Obj | None:
+    cond = _condition(pod, "DisruptionTarget")
+    return cond if cond and cond.get("status") == "True" else None
+
+
+def pod_failure(pod: Obj) -> tuple[str, str]:
+    """Reason and message of a failed runner pod, from the most specific evidence."""
+    name = _pod_name(pod)
+    disruption = _disruption(pod)
+    if disruption is not None or _status(pod).get("reason") == "Evicted":
+        why = disruption or {"reason": "Evicted", "message": _status(pod).get("message", "")}
+        detail = ": ".join(s for s in (why.get("reason"), why.get("message")) if s)
+        return Reason.DISRUPTED, f"runner pod {name} was disrupted ({detail})"
+    runner = _runner_status(pod)
+    term = (runner.get("state") or {}).get("terminated") or (runner.get("lastState") or {}).get("terminated")
+    if not term:
+        message = _status(pod).get("message") or "the pod failed before the runner ran"
+        return Reason.RUNNER_ERROR, f"runner pod {name}: {message}"
+    code = term.get("exitCode")
+    why_term = term.get("reason") or ""
+    text = _tail(term.get("message"))
+    if why_term == "OOMKilled":
+        limit = _memory_limit(pod)
+        return Reason.OOM_KILLED, (
+            f"the runner ran out of memory (limit {limit or 'unset'}); raise "
+            "spec.resources.memory or lower environment.nEnvs / the batch size"
+        )
+    if code == EXIT_USER_ERROR:
+        return Reason.USER_ERROR, text or "the runner rejected the spec"
+    if code == EXIT_STORAGE_ERROR:
+        return Reason.STORAGE_UNREACHABLE, text or "the runner could not reach its storage"
+    if why_term in _CANNOT_RUN_TERMINATED or code in _CANNOT_RUN_CODES:
+        return Reason.CONTAINER_CANNOT_RUN, (
+            f"the runner container could not start (exit code {code}): {text or why_term}; check spec.image"
+        )
+    if code == EXIT_INFRA_ERROR:
+        return Reason.INFRASTRUCTURE_ERROR, text or "the runner hit an infrastructure error"
+    return Reason.RUNNER_ERROR, f"the runner exited with code {code}" + (f": {text}" if text else "")
+
+
+def _pending(pod: Obj, now: datetime, grace: timedelta) -> Verdict:
+    """Why a pod has not started, failing the run if the cause cannot pass by itself."""
+    name = _pod_name(pod)
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False":
+        reason = scheduled.get("reason") or Reason.UNSCHEDULABLE
+        message = scheduled.get("message") or "no node fits the runner pod"
+        return Verdict(Phase.Pending.value, str(reason), f"runner pod {name}: {message}")
+    waiting = (_runner_status(pod).get("state") or {}).get("waiting") or {}
+    kind = waiting.get("reason") or ""
+    detail = _tail(waiting.get("message")) or kind
+    if kind in _PULL_PERMANENT:
+        return Verdict(
+            Phase.Failed.value,
+            Reason.IMAGE_PULL_FAILED,
+            f"{kind}: {detail}; fix spec.image or the operator's runner image",
+            stop_job=True,
+        )
+    if kind in _PULL_RETRYING:
+        verdict = Verdict(Phase.Pending.value, Reason.IMAGE_PULL_FAILED, f"{kind}: {detail}")
+    elif kind == "CreateContainerConfigError":
+        missing_secret = "secret" in detail.lower() and "not found" in detail.lower()
+        reason = Reason.SECRET_NOT_FOUND if missing_secret else Reason.CONFIG_ERROR
+        hint = "; create it or fix spec.checkpoint.storage.secretRef" if missing_secret else ""
+        verdict = Verdict(Phase.Pending.value, reason, f"{detail}{hint}")
+    elif kind in _CANNOT_RUN:
+        verdict = Verdict(
+            Phase.Pending.value,
+            Reason.CONTAINER_CANNOT_RUN,
+            f"{kind}: {detail}; check spec.image",
+        )
+    else:
+        return Verdict(
+            Phase.Pending.value,
+            Reason.CONTAINER_CREATING,
+            f"runner pod {name} on node {(pod.get('spec') or {}).get('nodeName', '?')} is starting",
+        )
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    if created is not None and now - created > grace:
+        return Verdict(
+            Phase.Failed.value,
+            verdict.reason,
+            f"{verdict.message} (unresolved for {int(grace.total_seconds())}s)",
+            stop_job=True,
+        )
+    return verdict
+
+
+# --- the Job -------------------------------------------------------------------------------
+
+
+def _true_conditions(job: Obj) -> dict[str, Obj]:
+    return {str(c.get("type")): dict(c) for c in _status(job).get("conditions") or [] if c.get("status") == "True"}
+
+
+def job_finished(job: Obj) -> bool:
+    """The Job reached (or is committed to) Complete or Failed."""
+    done = _true_conditions(job)
+    return bool(done.keys() & {"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"})
+
+
+def _failed_pods(pods: Sequence[Obj]) -> list[Obj]:
+    return [p for p in pods if _status(p).get("phase") == "Failed" and _disruption(p) is None]
+
+
+def _finished(run: Obj, job: Obj, pods: Sequence[Obj]) -> Verdict:
+    done = _true_conditions(job)
+    if "Complete" in done or "SuccessCriteriaMet" in done:
+        return Verdict(Phase.Succeeded.value, Reason.COMPLETED, "the runner finished training")
+    failed = done.get("Failed") or done.get("FailureTarget") or {}
+    job_reason = str(failed.get("reason") or "")
+    job_message = str(failed.get("message") or "the runner Job failed")
+    policy = (run.get("spec") or {}).get("runPolicy") or {}
+    if job_reason == "DeadlineExceeded":
+        return Verdict(
+            Phase.Failed.value,
+            Reason.DEADLINE_EXCEEDED,
+            "the run exceeded runPolicy.activeDeadlineSeconds "
+            f"({policy.get('activeDeadlineSeconds', '?')}s); raise it or train fewer timesteps",
+        )
+    last = _newest(_failed_pods(pods))
+    cause = pod_failure(last) if last is not None else None
+    if job_reason == "PodFailurePolicy":
+        if cause is not None and cause[0] == Reason.USER_ERROR:
+            return Verdict(Phase.Failed.value, *cause)
+        return Verdict(Phase.Failed.value, Reason.USER_ERROR, job_message)
+    if job_reason == "BackoffLimitExceeded":
+        attempts = _status(job).get("failed", "?")
+        limit = policy.get("backoffLimit", "?")
+        tried = f"failed {attempts} times (runPolicy.backoffLimit {limit})"
+        if cause is not None and cause[0] in _SPECIFIC_CAUSES:
+            return Verdict(Phase.Failed.value, cause[0], f"{cause[1]} [{tried}]")
+        last_words = f"; last: {cause[1]}" if cause is not None else ""
+        return Verdict(Phase.Failed.value, Reason.BACKOFF_LIMIT_EXCEEDED, f"the runner {tried}{last_words}")
+    return Verdict(Phase.Failed.value, job_reason or "JobFailed", job_message)
+
+
+def _active(run: Obj, job: Obj, pods: Sequence[Obj], now: datetime, grace: timedelta) -> Verdict:
+    """Verdict for a Job that is neither finished nor suspended."""
+    live = [p for p in pods if _status(p).get("phase") in ("Pending", "Running")]
+    pod = _newest(live)
+    if pod is None:
+        last = _newest(pods)
+        if last is not None and _status(last).get("phase") == "Succeeded":
+            return Verdict(Phase.Running.value, Reason.TRAINING, "the runner finished; the Job is completing")
+        if last is not None and _status(last).get("phase") == "Failed":
+            reason, message = pod_failure(last)
+            if reason == Reason.DISRUPTED:
+                return Verdict(
+                    Phase.Pending.value,
+                    Reason.DISRUPTED,
+                    f"{message}; a new pod resumes from the newest checkpoint",
+                )
+            return Verdict(
+                Phase.Pending.value,
+                Reason.RESTARTING,
+                f"retrying after {reason}: {message}",
+            )
+        return Verdict(Phase.Pending.value, Reason.STARTING, "waiting for the runner pod")
+    name = _pod_name(pod)
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        why = Reason.DISRUPTED if _disruption(pod) is not None else Reason.RESTARTING
+        return Verdict(
+            Phase.Pending.value,
+            why,
+            f"runner pod {name} is terminating; a new pod resumes from the newest checkpoint",
+        )
+    if _status(pod).get("phase") == "Running":
+        node = (pod.get("spec") or {}).get("nodeName", "?")
+        return Verdict(Phase.Running.value, Reason.TRAINING, f"runner pod {name} on node {node}")
+    return _pending(pod, now, grace)
+
+
+def _suspended(run: Obj, job: Obj) -> Verdict | None:
+    if (run.get("spec") or {}).get("suspend"):
+        return Verdict(
+            Phase.Suspended.value,
+            Reason.SUSPENDED,
+            "spec.suspend is true; setting it to false resumes from the newest checkpoint",
+        )
+    if not (job.get("spec") or {}).get("suspend"):
+        return None
+    queue = ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
+    if queue:
+        return Verdict(Phase.Pending.value, Reason.QUEUED, f"waiting for Kueue to admit the run ({queue})")
+    return Verdict(Phase.Pending.value, Reason.RESUMING, "resuming the runner Job")
+
+
+def verdict_of(run: Obj, job: Obj | None, pods: Sequence[Obj], *, now: datetime, grace: timedelta) -> Verdict:
+    """The phase and cause the cluster shows, ignoring what the status said before."""
+    if job is None:
+        if (run.get("spec") or {}).get("suspend"):
+            return Verdict(Phase.Suspended.value, Reason.SUSPENDED, "spec.suspend is true")
+        return Verdict(Phase.Pending.value, Reason.JOB_CREATING, "creating the runner Job")
+    if job_finished(job):
+        return _finished(run, job, pods)
+    suspended = _suspended(run, job)
+    if suspended is not None:
+        return suspended
+    return _active(run, job, pods, now, grace)
+
+
+# --- times and conditions --------------------------------------------------------------------
+
+
+def _first_start(pods: Iterable[Obj]) -> datetime | None:
+    """When a runner container first ran (StartError containers report the Unix epoch)."""
+    starts: list[datetime] = []
+    for pod in pods:
+        runner = _runner_status(pod)
+        for state in (runner.get("state") or {}, runner.get("lastState") or {}):
+            for phase in ("running", "terminated"):
+                info = state.get(phase) or {}
+                if info.get("reason") in _CANNOT_RUN_TERMINATED:
+                    continue
+                started = parse_time(info.get("startedAt"))
+                if started is not None and started.year > 1970:
+                    starts.append(started)
+    return min(starts) if starts else None
+
+
+def _completion(job: Obj | None, verdict: Verdict, now: datetime) -> str:
+    if job is not None:
+        done = _true_conditions(job)
+        if verdict.phase == Phase.Succeeded.value and _status(job).get("completionTime"):
+            return str(_status(job)["completionTime"])
+        for kind in ("Failed", "FailureTarget", "Complete", "SuccessCriteriaMet"):
+            moment = done.get(kind, {}).get("lastTransitionTime")
+            if moment:
+                return str(moment)
+    return format_time(now)
+
+
+def _cond(
+    kind: str,
+    on: bool,
+    reason: str,
+    message: str,
+    previous: Mapping[str, Obj],
+    now: datetime,
+    generation: int | None,
+) -> dict[str, Any]:
+    status = "True" if on else "False"
+    before = previous.get(kind)
+    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+    cond: dict[str, Any] = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or format_time(now),
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def conditions_for(
+    verdict: Verdict,
+    previous: Sequence[Obj],
+    *,
+    now: datetime,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """Running always; Suspended once it has been true; Succeeded and Failed when true.
+
+    lastTransitionTime moves only when a condition's status flips.
+    """
+    before = {str(c.get("type")): c for c in previous}
+    phase, reason, message = verdict.phase, verdict.reason, verdict.message
+    out = [_cond("Running", phase == Phase.Running.value, reason, message, before, now, generation)]
+    if phase == Phase.Suspended.value:
+        out.append(_cond("Suspended", True, reason, message, before, now, generation))
+    elif "Suspended" in before:
+        out.append(
+            _cond(
+                "Suspended",
+                False,
+                Reason.RESUMED,
+                "the run is no longer suspended",
+                before,
+                now,
+                generation,
+            )
+        )
+    if phase == Phase.Succeeded.value:
+        out.append(_cond("Succeeded", True, reason, message, before, now, generation))
+    if phase == Phase.Failed.value:
+        out.append(_cond("Failed", True, reason, message, before, now, generation))
+    return out
+
+
+def transition_event(previous: Obj, verdict: Verdict) -> Event | None:
+    """An Event when phase or reason changed; Warning for anything a person should look at."""
+    if previous.get("phase") == verdict.phase and previous.get("reason") == verdict.reason:
+        return None
+    severity: Severity = (
+        "Warning" if verdict.phase == Phase.Failed.value or verdict.reason not in _NORMAL_REASONS else "Normal"
+    )
+    return Event(severity, verdict.reason, f"{verdict.phase}: {verdict.message}")
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def is_terminal(run: Obj) -> bool:
+    """The run has succeeded or failed; it must never get a new Job."""
+    return (run.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def _terminal_job_still_running(job: Obj | None) -> bool:
+    if job is None or job_finished(job):
+        return False
+    spec = job.get("spec") or {}
+    return not spec.get("suspend") or bool(_status(job).get("active"))
+
+
+def compute_status(
+    run: Obj,
+    job: Obj | None,
+    pods: Sequence[Obj],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> StatusUpdate:
+    """The operator-owned status of a run from its Job and that Job's pods.
+
+    ``pods`` are the Job's pods (label ``batch.kubernetes.io/job-name``), in any order.
+    """
+    previous: Obj = run.get("status") or {}
+    generation = (run.get("metadata") or {}).get("generation")
+    if is_terminal(run):
+        kept = {
+            key: previous[key]
+            for key in (
+                "phase",
+                "reason",
+                "message",
+                "conditions",
+                "startTime",
+                "completionTime",
+                "jobName",
+                "nodeName",
+            )
+            if key in previous
+        }
+        kept["observedGeneration"] = generation
+        stop = previous.get("phase") == Phase.Failed.value and _terminal_job_still_running(job)
+        return StatusUpdate(status=kept, stop_job=stop)
+
+    grace = timedelta(seconds=settings.pending_error_grace_seconds)
+    verdict = verdict_of(run, job, pods, now=now, grace=grace)
+    return _update(run, verdict, job, pods, now=now)
+
+
+def failed_status(run: Obj, reason: str, message: str, *, now: datetime) -> StatusUpdate:
+    """Status of a run that fails before it has a Job (e.g. a ``RenderError``)."""
+    return _update(run, Verdict(Phase.Failed.value, reason, message), None, [], now=now)
+
+
+def _update(run: Obj, verdict: Verdict, job: Obj | None, pods: Sequence[Obj], *, now: datetime) -> StatusUpdate:
+    previous: Obj = run.get("status") or {}
+    generation = (run.get("metadata") or {}).get("generation")
+    status: dict[str, Any] = {
+        "phase": verdict.phase,
+        "reason": verdict.reason,
+        "message": verdict.message,
+        "conditions": conditions_for(verdict, previous.get("conditions") or [], now=now, generation=generation),
+        "observedGeneration": generation,
+        "jobName": (job or {}).get("metadata", {}).get("name") or training_job_name(run["metadata"]["name"]),
+    }
+    started = previous.get("startTime")
+    if not started:
+        first = _first_start(pods)
+        started = format_time(first) if first is not None else None
+    if started:
+        status["startTime"] = started
+    if verdict.phase in TERMINAL_PHASES:
+        status["completionTime"] = _completion(job, verdict, now)
+    newest = _newest(pods)
+    node = ((newest or {}).get("spec") or {}).get("nodeName") or previous.get("nodeName")
+    if node:
+        status["nodeName"] = node
+    return StatusUpdate(status=status, stop_job=verdict.stop_job, event=transition_event(previous, verdict))

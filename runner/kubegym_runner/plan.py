@@ -1,0 +1,146 @@
+"""Resolve a :class:`TrainConfig` into what training needs, failing early on user errors.
+
+Precedence, from weakest to strongest: the algorithm's defaults, the preset (rl-zoo3),
+the spec. ``hyperparameters`` override the preset's key by key; ``policy`` and
+``totalTimesteps`` override when set. ``environment.nEnvs`` and ``environment.normalize``
+override the preset when they differ from their defaults (1 and false), since a default
+cannot be told apart from an omission once the API server has applied it;
+``environment.kwargs`` are merged over the preset's ``env_kwargs``; the preset's
+``env_wrapper`` wraps each env copy before the spec's ``wrappers``.
+
+Everything here runs before storage is touched: a typo fails in seconds with
+:class:`UserError`, not after downloading a checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from kubegym_runner.algorithms import (
+    algorithm_class,
+    check_action_space,
+    hyperparameter_names,
+    resolve_class_names,
+    resolve_policy,
+    validate_hyperparameters,
+)
+from kubegym_runner.config import TrainConfig, VecEnvMode
+from kubegym_runner.envs import EnvFactory, EnvPlan, import_module, probe_spaces, resolve_wrapper
+from kubegym_runner.errors import UserError
+from kubegym_runner.presets import add_action_noise, parse_preset, preprocess, zoo_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingPlan:
+    """The resolved run: algorithm, policy, constructor arguments, envs, length."""
+
+    algorithm: type[BaseAlgorithm]
+    policy: str | type
+    hyperparameters: dict[str, Any]
+    env: EnvPlan
+    total_timesteps: int
+    observation_space: spaces.Space[Any]
+    action_space: spaces.Space[Any]
+    #: Callbacks an rl-zoo3 preset asks for (``callback:`` entries).
+    extra_callbacks: list[BaseCallback] = field(default_factory=list)
+    #: Where the hyperparameters came from, for the log.
+    source: str = "spec"
+
+
+def _zoo_style(config: TrainConfig, preset_raw: dict[str, Any]) -> dict[str, Any]:
+    """Merge spec over preset into one rl-zoo3-style dict, for one preprocessing pass."""
+    raw = dict(preset_raw)
+    raw.update(config.hyperparameters)
+    env = config.environment
+    if env.n_envs != 1 or "n_envs" not in raw:
+        raw["n_envs"] = env.n_envs
+    if config.total_timesteps is not None:
+        raw["n_timesteps"] = config.total_timesteps
+    elif "n_timesteps" not in raw:
+        raise UserError("totalTimesteps is required (the preset does not provide one)")
+    if env.normalize and not raw.get("normalize"):
+        raw["normalize"] = True
+    if env.kwargs:
+        preset_kwargs = raw.get("env_kwargs") or {}
+        if not isinstance(preset_kwargs, dict):
+            raise UserError("the preset's env_kwargs is not a mapping; set environment.kwargs only")
+        raw["env_kwargs"] = {**preset_kwargs, **env.kwargs}
+    return raw
+
+
+def build_plan(config: TrainConfig) -> TrainingPlan:
+    """Validate the config against the algorithm, the preset and the environment."""
+    cls = algorithm_class(config.algorithm)
+    validate_hyperparameters(cls, config.hyperparameters)
+    env = config.environment
+    if env.module:
+        import_module(env.module, "environment")
+    for wrapper in env.wrappers:
+        resolve_wrapper(wrapper.name)
+
+    preset_raw: dict[str, Any] = {}
+    source = "spec"
+    if config.preset:
+        ref = parse_preset(config.preset)
+        preset_raw = zoo_entry(cls, env.id, ref.entry)
+        source = f"{ref.source}:{ref.entry or env.id}"
+    settings = preprocess(resolve_class_names(_zoo_style(config, preset_raw)))
+
+    env_plan = EnvPlan(
+        factory=EnvFactory(
+            env_id=env.id,
+            module=env.module,
+            wrappers=tuple(env.wrappers),
+            preset_wrapper=settings.env_wrapper,
+        ),
+        kwargs=settings.env_kwargs,
+        n_envs=settings.n_envs,
+        vec_env=VecEnvMode(env.vec_env).value,
+        normalize=settings.normalize,
+        frame_stack=settings.frame_stack,
+        vec_env_wrapper=settings.vec_env_wrapper,
+    )
+    observation_space, action_space = probe_spaces(env_plan)
+    check_action_space(cls, action_space, env.id)
+
+    hyperparameters = add_action_noise(settings.hyperparameters, action_space)
+    unknown = sorted(set(hyperparameters) - set(hyperparameter_names(cls)))
+    if unknown:  # a preset written for another SB3 version
+        raise UserError(f"{source} sets {', '.join(unknown)}, which {cls.__name__} does not take")
+    policy = resolve_policy(cls, config.policy or settings.policy, observation_space)
+    log.info(
+        "plan: %s (%s) on %s x%d, policy %s, %d timesteps, hyperparameters %s",
+        cls.__name__,
+        source,
+        env.id,
+        env_plan.n_envs,
+        getattr(policy, "__name__", policy),
+        settings.n_timesteps,
+        _describe(hyperparameters),
+    )
+    return TrainingPlan(
+        algorithm=cls,
+        policy=policy,
+        hyperparameters=hyperparameters,
+        env=env_plan,
+        total_timesteps=settings.n_timesteps,
+        observation_space=observation_space,
+        action_space=action_space,
+        extra_callbacks=settings.callbacks,
+        source=source,
+    )
+
+
+def _describe(hyperparameters: dict[str, Any]) -> str:
+    """One log line: classes and functions by name, values by repr."""
+    return ", ".join(
+        f"{k}={getattr(v, '__name__', None) or repr(v)}" for k, v in sorted(hyperparameters.items())
+    )

@@ -1,0 +1,212 @@
+"""S3 access for run artifacts: ``s3://`` URIs, uploads and downloads, error mapping.
+
+Credentials come from boto3's default chain, so the pod gets them the Kubernetes
+way: environment variables ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` filled
+from the Secret named by ``storage.secretRef`` (or a web identity on AWS). The
+endpoint and region come from :class:`~kubegym_runner.config.S3Storage`.
+Failures become :class:`UserError` when the spec is at fault (no such bucket,
+rejected credentials) and :class:`StorageError` (an :class:`InfraError`)
+otherwise, so Job retries only happen where they can help.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.exceptions import Boto3Error
+
+from kubegym_runner.config import S3Storage
+from kubegym_runner.errors import InfraError, StorageError, UserError
+
+#: boto3 clients are generated at runtime; without boto3-stubs they are untyped.
+S3Client = Any
+
+#: S3 error codes that retrying cannot fix: the spec names the wrong bucket or credentials.
+USER_ERROR_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+    }
+)
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """An ``s3://bucket/key`` location; ``key`` has no leading slash."""
+
+    bucket: str
+    key: str = ""
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        """Parse ``s3://bucket[/key]``; anything else is the user's mistake."""
+        scheme, sep, rest = uri.partition("://")
+        if scheme != "s3" or not sep:
+            raise UserError(f"not an s3:// URI: {uri!r}")
+        bucket, _, key = rest.partition("/")
+        if not bucket:
+            raise UserError(f"s3 URI without a bucket: {uri!r}")
+        return cls(bucket=bucket, key=key.lstrip("/"))
+
+    def join(self, *parts: str) -> S3Uri:
+        """The location ``parts`` below this one (empty parts and extra slashes dropped)."""
+        return S3Uri(self.bucket, join_key(self.key, *parts))
+
+    def folder(self) -> S3Uri:
+        """This location as a folder prefix (trailing slash), for listing."""
+        key = self.key.rstrip("/")
+        return S3Uri(self.bucket, f"{key}/" if key else "")
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def join_key(*parts: str) -> str:
+    """Join key segments with single slashes, ignoring empty segments."""
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: its full key and size in bytes."""
+
+    key: str
+    size: int
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (replay buffers can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _error_code(error: Exception) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+@contextlib.contextmanager
+def translate_errors(action: str, uri: S3Uri | str) -> Iterator[None]:
+    """Turn boto exceptions into :class:`UserError`/:class:`InfraError` with a readable message."""
+    try:
+        yield
+    except (UserError, InfraError):
+        raise
+    except (
+        botocore.exceptions.NoCredentialsError,
+        botocore.exceptions.PartialCredentialsError,
+    ) as e:
+        raise UserError(
+            f"S3 {action} {uri}: no credentials ({e}); set storage.secretRef to a Secret "
+            "with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from e
+    except botocore.exceptions.ClientError as e:
+        code = _error_code(e)
+        kind = UserError if code in USER_ERROR_CODES else StorageError
+        raise kind(f"S3 {action} {uri} failed: {e}") from e
+    except Boto3Error as e:  # S3UploadFailedError and friends carry the code in the text
+        kind = UserError if any(code in str(e) for code in USER_ERROR_CODES) else StorageError
+        raise kind(f"S3 {action} {uri} failed: {e}") from e
+    except (botocore.exceptions.BotoCoreError, OSError) as e:
+        raise StorageError(f"S3 {action} {uri} failed: {e}") from e
+
+
+class Storage:
+    """Thin wrapper over a boto3 S3 client that speaks :class:`S3Uri` and runner errors."""
+
+    def __init__(self, client: S3Client) -> None:
+        self.client = client
+
+    @classmethod
+    def from_config(cls, storage: S3Storage) -> Storage:
+        """A client for the configured endpoint; path-style addressing for S3-compatible stores."""
+        config = botocore.config.Config(
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"mode": "standard"},  # attempts: AWS_MAX_ATTEMPTS, default 3
+            s3={"addressing_style": "path"} if storage.endpoint else {},
+        )
+        try:
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=storage.endpoint or None,
+                region_name=storage.region or None,
+                config=config,
+            )
+        except ValueError as e:  # malformed endpoint URL
+            raise UserError(f"invalid S3 endpoint {storage.endpoint!r}: {e}") from e
+        return cls(client)
+
+    def check_bucket(self, bucket: str) -> None:
+        """Fail fast, before any training, when the bucket is unreachable or absent."""
+        with translate_errors("access to bucket", f"s3://{bucket}"):
+            try:
+                self.client.head_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as e:
+                if _error_code(e) in {"404", "NoSuchBucket", "NotFound"}:
+                    raise UserError(f"S3 bucket {bucket!r} does not exist") from e
+                if _error_code(e) in {"403", "AccessDenied"}:
+                    raise UserError(f"S3 bucket {bucket!r}: access denied") from e
+                raise
+
+    def upload_file(self, path: Path, uri: S3Uri) -> None:
+        """Upload a local file (multipart for large ones)."""
+        with translate_errors("upload to", uri):
+            self.client.upload_file(str(path), uri.bucket, uri.key)
+
+    def download_file(self, uri: S3Uri, path: Path) -> None:
+        """Download an object to a local file."""
+        with translate_errors("download of", uri):
+            self.client.download_file(uri.bucket, uri.key, str(path))
+
+    def put_bytes(self, uri: S3Uri, data: bytes, content_type: str = "application/json") -> None:
+        """Write a small object in one request."""
+        with translate_errors("write of", uri):
+            self.client.put_object(
+                Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type
+            )
+
+    def get_bytes(self, uri: S3Uri) -> bytes | None:
+        """Read a small object; ``None`` when it does not exist."""
+        with translate_errors("read of", uri):
+            try:
+                response = self.client.get_object(Bucket=uri.bucket, Key=uri.key)
+            except botocore.exceptions.ClientError as e:
+                if _error_code(e) in _MISSING_CODES:
+                    return None
+                raise
+            body: bytes = response["Body"].read()
+            return body
+
+    def list(self, prefix: S3Uri) -> list[ObjectInfo]:
+        """All objects whose key starts with ``prefix.key`` (paginated)."""
+        objects: list[ObjectInfo] = []
+        with translate_errors("listing of", prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key):
+                for item in page.get("Contents", []):
+                    objects.append(ObjectInfo(key=item["Key"], size=int(item["Size"])))
+        return objects
+
+    def delete(self, uris: list[S3Uri]) -> None:
+        """Delete objects, in order (callers put a folder's manifest first)."""
+        for uri in uris:
+            with translate_errors("delete of", uri):
+                self.client.delete_object(Bucket=uri.bucket, Key=uri.key)

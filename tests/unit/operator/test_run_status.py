@@ -1,0 +1,481 @@
+"""A TrainingRun's status from its Job and pods: phase, causes, conditions, times, events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kubegym_operator.api.trainingrun import TrainingRunStatus
+from kubegym_operator.builders.status import (
+    StatusUpdate,
+    compute_status,
+    failed_status,
+    format_time,
+    is_terminal,
+)
+from kubegym_operator.settings import Settings
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+SETTINGS = Settings(pending_error_grace_seconds=300)
+
+
+def ago(seconds: float) -> str:
+    return format_time(NOW - timedelta(seconds=seconds))
+
+
+def make_run(status: dict[str, Any] | None = None, *, suspend: bool = False, generation: int = 3) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "metadata": {"name": "cartpole", "namespace": "research", "generation": generation},
+        "spec": {
+            "algorithm": "PPO",
+            "suspend": suspend,
+            "runPolicy": {"backoffLimit": 2, "activeDeadlineSeconds": 600},
+        },
+    }
+    if status is not None:
+        run["status"] = status
+    return run
+
+
+def make_job(
+    *conditions: tuple[str, str],
+    suspend: bool = False,
+    queue: str | None = None,
+    failed: int = 0,
+    active: int = 0,
+    completion: str | None = None,
+) -> dict[str, Any]:
+    labels = {"kueue.x-k8s.io/queue-name": queue} if queue else {}
+    status: dict[str, Any] = {
+        "startTime": ago(900),
+        "failed": failed,
+        "active": active,
+        "conditions": [
+            {
+                "type": kind,
+                "status": "True",
+                "reason": reason,
+                "message": f"job says {reason}",
+                "lastTransitionTime": ago(5),
+            }
+            for kind, reason in conditions
+        ],
+    }
+    if completion:
+        status["completionTime"] = completion
+    return {
+        "metadata": {"name": "cartpole-train", "labels": labels},
+        "spec": {"suspend": suspend},
+        "status": status,
+    }
+
+
+def make_pod(
+    name: str,
+    phase: str,
+    *,
+    created: float = 60,
+    node: str | None = "node-1",
+    state: dict[str, Any] | None = None,
+    last_state: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    deleting: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "metadata": {"name": name, "creationTimestamp": ago(created)},
+        "spec": {
+            "containers": [{"name": "runner", "resources": {"limits": {"memory": "4Gi"}}}],
+        },
+        "status": {
+            "phase": phase,
+            "conditions": conditions or [],
+            "containerStatuses": [{"name": "runner", "state": state or {}, "lastState": last_state or {}}],
+        },
+    }
+    if node:
+        pod["spec"]["nodeName"] = node
+    if deleting:
+        pod["metadata"]["deletionTimestamp"] = ago(1)
+    if reason:
+        pod["status"]["reason"] = reason
+    return pod
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    return {"waiting": {"reason": reason, "message": message}}
+
+
+def terminated(code: int, reason: str = "Error", message: str = "", started: float = 120) -> dict[str, Any]:
+    return {
+        "terminated": {
+            "exitCode": code,
+            "reason": reason,
+            "message": message,
+            "startedAt": ago(started),
+            "finishedAt": ago(10),
+        }
+    }
+
+
+def failed_pod(
+    name: str,
+    code: int,
+    reason: str = "Error",
+    message: str = "",
+    *,
+    created: float = 100,
+    started: float = 90,
+) -> dict[str, Any]:
+    state = terminated(code, reason, message, started=started)
+    return make_pod(name, "Failed", created=created, state=state)
+
+
+def compute(run: dict[str, Any], job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> StatusUpdate:
+    update = compute_status(run, job, pods, now=NOW, settings=SETTINGS)
+    # Every status the operator writes must pass the CRD's own model.
+    TrainingRunStatus.model_validate(update.status)
+    return update
+
+
+def conditions(update: StatusUpdate) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in update.status["conditions"]}
+
+
+def summary(update: StatusUpdate) -> tuple[str, str]:
+    return update.status["phase"], update.status["reason"]
+
+
+# --- before the pod runs -------------------------------------------------------------------
+
+
+def test_no_job_yet_is_pending() -> None:
+    update = compute(make_run(), None, [])
+    assert summary(update) == ("Pending", "JobCreating")
+    assert update.status["jobName"] == "cartpole-train"
+    assert update.status["observedGeneration"] == 3
+    assert "startTime" not in update.status
+
+
+def test_active_job_without_pods_is_starting() -> None:
+    assert summary(compute(make_run(), make_job(), [])) == ("Pending", "Starting")
+
+
+def test_unschedulable_pod_condition() -> None:
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    pod = make_pod(
+        "cartpole-train-abcde",
+        "Pending",
+        node=None,
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+            }
+        ],
+    )
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Pending", "Unschedulable")
+    assert message in update.status["message"]
+    running = conditions(update)["Running"]
+    assert (running["status"], running["reason"]) == ("False", "Unschedulable")
+    assert not update.stop_job
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_image_pull_errors_wait_within_the_grace(reason: str) -> None:
+    pod = make_pod("p", "Pending", state=waiting(reason, 'Back-off pulling image "nope:1"'))
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Pending", "ImagePullFailed")
+    assert "nope:1" in update.status["message"]
+    assert not update.stop_job
+
+
+def test_image_pull_errors_fail_the_run_after_the_grace() -> None:
+    pod = make_pod("p", "Pending", created=301, state=waiting("ImagePullBackOff", "x"))
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Failed", "ImagePullFailed")
+    assert update.stop_job
+    assert update.status["completionTime"] == format_time(NOW)
+
+
+def test_invalid_image_name_fails_at_once() -> None:
+    pod = make_pod("p", "Pending", created=5, state=waiting("InvalidImageName", "bad ref"))
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Failed", "ImagePullFailed")
+    assert update.stop_job
+    assert conditions(update)["Failed"]["status"] == "True"
+
+
+def test_missing_storage_secret() -> None:
+    pod = make_pod(
+        "p",
+        "Pending",
+        state=waiting("CreateContainerConfigError", 'secret "minio-creds" not found'),
+    )
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Pending", "SecretNotFound")
+    assert "minio-creds" in update.status["message"]
+    assert "secretRef" in update.status["message"]
+    late = make_pod(
+        "p",
+        "Pending",
+        created=600,
+        state=waiting("CreateContainerConfigError", 'secret "minio-creds" not found'),
+    )
+    assert summary(compute(make_run(), make_job(active=1), [late])) == ("Failed", "SecretNotFound")
+
+
+def test_bad_command_while_creating_the_container() -> None:
+    pod = make_pod("p", "Pending", state=waiting("CreateContainerError", 'exec: "kubegym-runner": not found'))
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Pending", "ContainerCannotRun")
+    assert "kubegym-runner" in update.status["message"]
+
+
+def test_scheduled_pod_creating_its_container() -> None:
+    pod = make_pod("p", "Pending", state=waiting("ContainerCreating"))
+    assert summary(compute(make_run(), make_job(active=1), [pod])) == (
+        "Pending",
+        "ContainerCreating",
+    )
+
+
+# --- running and succeeding ----------------------------------------------------------------
+
+
+def test_running_pod() -> None:
+    pod = make_pod("p", "Running", node="gpu-7", state={"running": {"startedAt": ago(42)}})
+    update = compute(make_run(), make_job(active=1), [pod])
+    assert summary(update) == ("Running", "Training")
+    assert update.status["startTime"] == ago(42)
+    assert update.status["nodeName"] == "gpu-7"
+    running = conditions(update)["Running"]
+    assert (running["status"], running["observedGeneration"]) == ("True", 3)
+    assert update.event is not None and update.event.type == "Normal"
+
+
+def test_start_time_is_the_first_start_and_is_kept() -> None:
+    old = failed_pod("p1", 43, started=500, created=510)
+    new = make_pod("p2", "Running", created=50, state={"running": {"startedAt": ago(40)}})
+    update = compute(make_run(), make_job(active=1, failed=1), [new, old])
+    assert update.status["startTime"] == ago(500)
+    kept = compute(make_run({"startTime": ago(9999)}), make_job(active=1), [new])
+    assert kept.status["startTime"] == ago(9999)
+
+
+def test_job_complete_is_succeeded() -> None:
+    pod = make_pod("p", "Succeeded", state=terminated(0, "Completed", started=300))
+    job = make_job(("Complete", "CompletionsReached"), completion=ago(3))
+    update = compute(make_run(), job, [pod])
+    assert summary(update) == ("Succeeded", "Completed")
+    assert update.status["completionTime"] == ago(3)
+    assert conditions(update)["Succeeded"]["status"] == "True"
+    assert conditions(update)["Running"]["status"] == "False"
+    assert "Failed" not in conditions(update)
+    assert is_terminal({"status": update.status})
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+def test_user_error_exit_code_with_termination_message() -> None:
+    text = "unknown environment id 'CartPol-v1'; did you mean CartPole-v1?"
+    pod = failed_pod("p", 42, message=text)
+    job = make_job(("Failed", "PodFailurePolicy"), failed=1)
+    update = compute(make_run(), job, [pod])
+    assert summary(update) == ("Failed", "UserError")
+    assert update.status["message"] == text
+    assert conditions(update)["Failed"]["reason"] == "UserError"
+    assert update.event is not None and update.event.type == "Warning"
+    assert not update.stop_job
+
+
+def test_failure_target_counts_as_failed_before_the_job_is() -> None:
+    job = make_job(("FailureTarget", "PodFailurePolicy"), failed=1)
+    update = compute(make_run(), job, [failed_pod("p", 42, message="bad hyperparameter 'lr'")])
+    assert summary(update) == ("Failed", "UserError")
+
+
+def test_oom_killed_after_retries() -> None:
+    pods = [
+        failed_pod("p1", 137, "OOMKilled", created=300),
+        failed_pod("p2", 137, "OOMKilled", created=200),
+        failed_pod("p3", 137, "OOMKilled", created=100),
+    ]
+    job = make_job(("Failed", "BackoffLimitExceeded"), failed=3)
+    update = compute(make_run(), job, pods)
+    assert summary(update) == ("Failed", "OOMKilled")
+    assert "4Gi" in update.status["message"]
+    assert "spec.resources.memory" in update.status["message"]
+    assert "failed 3 times" in update.status["message"]
+
+
+def test_deadline_exceeded() -> None:
+    pod = make_pod("p", "Failed", state=terminated(143, "Error"))
+    update = compute(make_run(), make_job(("Failed", "DeadlineExceeded")), [pod])
+    assert summary(update) == ("Failed", "DeadlineExceeded")
+    assert "600s" in update.status["message"]
+
+
+def test_storage_unreachable() -> None:
+    pods = [failed_pod(f"p{i}", 44, message="could not connect to http://minio:9000") for i in (1, 2, 3)]
+    update = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), pods)
+    assert summary(update) == ("Failed", "StorageUnreachable")
+    assert "minio:9000" in update.status["message"]
+
+
+def test_bad_command_that_failed_to_start() -> None:
+    pods = [failed_pod("p", 128, "StartError", message='exec: "kubegym-runner": not found')]
+    update = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), pods)
+    assert summary(update) == ("Failed", "ContainerCannotRun")
+    assert "startTime" not in update.status
+
+
+def test_generic_crash_names_the_backoff_limit_and_the_exit_code() -> None:
+    pods = [failed_pod("p", 1, message="Traceback ... ZeroDivisionError")]
+    update = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), pods)
+    assert summary(update) == ("Failed", "BackoffLimitExceeded")
+    assert "exit" in update.status["message"] and "code 1" in update.status["message"]
+    assert "ZeroDivisionError" in update.status["message"]
+    assert "backoffLimit 2" in update.status["message"]
+
+
+def test_long_termination_messages_keep_their_end() -> None:
+    text = "x" * 10_000 + " the actual error"
+    update = compute(make_run(), make_job(("Failed", "PodFailurePolicy")), [failed_pod("p", 42, message=text)])
+    assert update.status["message"].endswith("the actual error")
+    assert len(update.status["message"]) < 2100
+
+
+def test_render_errors_fail_the_run_without_a_job() -> None:
+    update = failed_status(make_run(), "StorageNotConfigured", "set spec.checkpoint.storage", now=NOW)
+    TrainingRunStatus.model_validate(update.status)
+    assert summary(update) == ("Failed", "StorageNotConfigured")
+    assert update.status["completionTime"] == format_time(NOW)
+
+
+# --- disruptions, retries, suspension --------------------------------------------------------
+
+
+def disrupted_pod(name: str, created: float = 100, **kw: Any) -> dict[str, Any]:
+    cond = {
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "PreemptionByScheduler",
+        "message": "preempted by a higher-priority pod",
+    }
+    return make_pod(
+        name,
+        kw.pop("phase", "Failed"),
+        created=created,
+        conditions=[cond],
+        state=terminated(143),
+        **kw,
+    )
+
+
+def test_disrupted_pod_awaiting_replacement() -> None:
+    update = compute(make_run(), make_job(), [disrupted_pod("p1")])
+    assert summary(update) == ("Pending", "Disrupted")
+    assert "PreemptionByScheduler" in update.status["message"]
+    assert "checkpoint" in update.status["message"]
+
+
+def test_disruptions_are_not_the_failure_cause() -> None:
+    pods = [disrupted_pod("p1", created=300), failed_pod("p2", 137, "OOMKilled", created=100)]
+    update = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), pods)
+    assert summary(update) == ("Failed", "OOMKilled")
+
+
+def test_terminating_pod_after_disruption() -> None:
+    pod = disrupted_pod("p1", phase="Running", deleting=True)
+    assert summary(compute(make_run(), make_job(active=1), [pod])) == ("Pending", "Disrupted")
+
+
+def test_replacement_pod_is_what_counts() -> None:
+    pods = [
+        disrupted_pod("p1", created=300),
+        make_pod("p2", "Running", created=30, state={"running": {"startedAt": ago(20)}}),
+    ]
+    assert summary(compute(make_run(), make_job(active=1), pods)) == ("Running", "Training")
+
+
+def test_restarting_after_an_infrastructure_error() -> None:
+    update = compute(make_run(), make_job(failed=1), [failed_pod("p1", 43, message="API 503")])
+    assert summary(update) == ("Pending", "Restarting")
+    assert "InfrastructureError" in update.status["message"]
+
+
+def test_suspended_by_the_user() -> None:
+    update = compute(make_run(suspend=True), make_job(suspend=True), [])
+    assert summary(update) == ("Suspended", "Suspended")
+    assert conditions(update)["Suspended"]["status"] == "True"
+    assert summary(compute(make_run(suspend=True), None, [])) == ("Suspended", "Suspended")
+
+
+def test_resumed_run_keeps_a_false_suspended_condition() -> None:
+    suspended = compute(make_run(suspend=True), make_job(suspend=True), [])
+    pod = make_pod("p", "Running", state={"running": {"startedAt": ago(1)}})
+    resumed = compute(make_run(suspended.status), make_job(active=1), [pod])
+    cond = conditions(resumed)["Suspended"]
+    assert (cond["status"], cond["reason"]) == ("False", "Resumed")
+
+
+def test_waiting_for_kueue_admission() -> None:
+    update = compute(make_run(), make_job(suspend=True, queue="team-a"), [])
+    assert summary(update) == ("Pending", "Queued")
+    assert "team-a" in update.status["message"]
+
+
+# --- what stays ------------------------------------------------------------------------------
+
+
+def test_terminal_phases_are_final() -> None:
+    done = compute(make_run(), make_job(("Complete", "CompletionsReached"), completion=ago(60)), []).status
+    later = compute(make_run(done, generation=4), None, [])  # the Job's TTL removed it
+    assert summary(later) == ("Succeeded", "Completed")
+    assert later.status["completionTime"] == done["completionTime"]
+    assert later.status["observedGeneration"] == 4
+    assert later.event is None
+
+
+def test_failed_run_whose_job_still_retries_asks_to_stop_it() -> None:
+    failed = compute(
+        make_run(),
+        make_job(active=1),
+        [make_pod("p", "Pending", state=waiting("InvalidImageName"))],
+    ).status
+    again = compute(make_run(failed), make_job(active=1), [])
+    assert summary(again) == ("Failed", "ImagePullFailed")
+    assert again.stop_job
+    assert not compute(make_run(failed), None, []).stop_job
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    first = compute(make_run(), make_job(), [])  # Running False (Starting)
+    pending_pod = make_pod("p", "Pending", state=waiting("ContainerCreating"))
+    later_now = NOW + timedelta(minutes=5)
+    second = compute_status(make_run(first.status), make_job(active=1), [pending_pod], now=later_now, settings=SETTINGS)
+    running_1, running_2 = conditions(first)["Running"], conditions(second)["Running"]
+    assert running_2["reason"] == "ContainerCreating" != running_1["reason"]
+    assert running_2["lastTransitionTime"] == running_1["lastTransitionTime"] == format_time(NOW)
+    pod = make_pod("p", "Running", state={"running": {"startedAt": ago(1)}})
+    third = compute_status(make_run(second.status), make_job(active=1), [pod], now=later_now, settings=SETTINGS)
+    assert conditions(third)["Running"]["lastTransitionTime"] == format_time(later_now)
+
+
+def test_events_only_on_transitions() -> None:
+    pod = make_pod(
+        "p",
+        "Pending",
+        conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+    )
+    first = compute(make_run(), make_job(active=1), [pod])
+    assert first.event is not None
+    assert (first.event.type, first.event.reason) == ("Warning", "Unschedulable")
+    assert compute(make_run(first.status), make_job(active=1), [pod]).event is None
