@@ -230,7 +230,7 @@ class Listing:
 
 def scan(storage: Storage, checkpoints: S3Uri) -> Listing:
     """List ``checkpoints/`` and read the manifests to tell complete folders from partial ones."""
-    folders = group_by_step(storage.list(checkpoints.folder()), checkpoints)
+    folders = group_by_step(storage.list_objects(checkpoints.folder()), checkpoints)
     complete: list[Checkpoint] = []
     for step in sorted(folders, reverse=True):
         if MANIFEST_NAME not in folders[step]:
@@ -242,8 +242,11 @@ def scan(storage: Storage, checkpoints: S3Uri) -> Listing:
     return Listing(folders, complete)
 
 
-def prune(storage: Storage, checkpoints: S3Uri, keep_last: int) -> list[int]:
-    """Delete all but the newest ``keep_last`` complete checkpoints; returns deleted steps."""
+def prune(storage: Storage, checkpoints: S3Uri, keep_last: int) -> tuple[list[int], list[Checkpoint]]:
+    """Delete all but the newest ``keep_last`` complete checkpoints.
+
+    Returns the deleted steps and the complete checkpoints kept (newest first).
+    """
     listing = scan(storage, checkpoints)
     doomed = steps_to_prune((c.step for c in listing.complete), listing.folders, keep_last)
     for step in doomed:
@@ -251,4 +254,5 @@ def prune(storage: Storage, checkpoints: S3Uri, keep_last: int) -> list[int]:
         # The manifest goes first: from then on no reader takes the folder for complete.
         names = sorted(listing.folders[step], key=lambda name: name != MANIFEST_NAME)
         storage.delete([folder.join(name) for name in names])
-    return doomed
+    kept = [c for c in listing.complete if c.step not in set(doomed)]
+    return doomed, kept

@@ -67,4 +67,4 @@ def resolve_device(device: Device | str) -> str:
         )
     if requested is Device.auto:
         return "cuda" if available else "cpu"
-    return requested.value
+    return str(requested.value)

@@ -195,7 +195,7 @@ class Storage:
             body: bytes = response["Body"].read()
             return body
 
-    def list(self, prefix: S3Uri) -> list[ObjectInfo]:
+    def list_objects(self, prefix: S3Uri) -> list[ObjectInfo]:
         """All objects whose key starts with ``prefix.key`` (paginated)."""
         objects: list[ObjectInfo] = []
         with translate_errors("listing of", prefix):

@@ -10,12 +10,13 @@ exceeded limit is a real OOM kill, reported as ``OOMKilled``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ Obj = dict[str, Any]
 log = logging.getLogger("kubegym.node")
 
 TERMINATION_LOG = "/dev/termination-log"
+LAUNCHER = str(Path(__file__).with_name("launch.py"))
 MAX_TERMINATION_MESSAGE = 4096
 BACKOFF_MAX = 60.0
 
@@ -272,10 +274,26 @@ class PodWorker(threading.Thread):
         term_path.parent.mkdir(parents=True, exist_ok=True)
         term_path.write_text("")
         cgroup = self._cgroup(st.name, spec)
-        script = self._launch_script(mounts, term_path, spec.get("workingDir"), cgroup)
+        launch = {
+            "cgroup": str(cgroup) if cgroup else None,
+            "mounts": [{"source": str(term_path), "target": TERMINATION_LOG}]
+            + [{"source": str(m.source), "target": m.target, "readOnly": m.read_only} for m in mounts],
+            "workingDir": spec.get("workingDir"),
+        }
         with open(log_path, "ab") as logf:
             popen = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "kubegym-pod", *argv],
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "--",
+                    sys.executable,
+                    LAUNCHER,
+                    json.dumps(launch),
+                    "--",
+                    *argv,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -301,22 +319,6 @@ class PodWorker(threading.Thread):
         except OSError as e:
             log.warning("memory limit for %s not enforced: %s", name, e)
             return None
-
-    def _launch_script(self, mounts: list[Any], term_path: Path, workdir: str | None, cgroup: Path | None) -> str:
-        q = shlex.quote
-        lines = ["set -e"]
-        if cgroup is not None:
-            lines.append(f"echo $$ > {q(str(cgroup / 'cgroup.procs'))}")
-        lines.append(f"mount --bind {q(str(term_path))} {TERMINATION_LOG}")
-        for m in mounts:
-            lines.append(f"mkdir -p {q(m.target)}")
-            lines.append(f"mount --bind {q(str(m.source))} {q(m.target)}")
-            if m.read_only:
-                lines.append(f"mount -o remount,bind,ro {q(m.target)}")
-        if workdir:
-            lines.append(f"mkdir -p {q(workdir)} && cd {q(workdir)}")
-        lines.append('exec "$@"')
-        return "\n".join(lines)
 
     def _record_exit(self, st: ContainerState, p: Proc) -> None:
         code = exit_code(p.popen.returncode)

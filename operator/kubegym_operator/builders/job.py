@@ -42,6 +42,8 @@ GPU_RESOURCE = "nvidia.com/gpu"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 SCHEDULING_ANNOTATION = "kubegym.io/scheduling-hash"
 RUN_LABEL = "kubegym.io/training-run"
+#: The run's full name (a label value is cut at 63 characters); handlers map Job and pod events back by it.
+RUN_NAME_ANNOTATION = "kubegym.io/training-run-name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 #: Keys of the storage Secret, read by boto3's default credential chain.
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -332,7 +334,10 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
         "parallelism": 1,
         "backoffLimit": spec.run_policy.backoff_limit,
         "podFailurePolicy": pod_failure_policy(),
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": {
+            "metadata": {"labels": labels, "annotations": {RUN_NAME_ANNOTATION: meta["name"]}},
+            "spec": pod_spec,
+        },
     }
     if spec.run_policy.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
@@ -346,7 +351,7 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
             "name": training_job_name(meta["name"]),
             "namespace": meta["namespace"],
             "labels": job_labels,
-            "annotations": {SCHEDULING_ANNOTATION: scheduling_hash(spec, settings)},
+            "annotations": {SCHEDULING_ANNOTATION: scheduling_hash(spec, settings), RUN_NAME_ANNOTATION: meta["name"]},
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,

@@ -1,0 +1,3 @@
+from kubegym_operator.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""kopf handlers for TrainingRun: every event of a run, its Job or its pods reconciles the run.
+
+Only ``on.event`` handlers are used, never kopf's change-detecting ones (create/update/
+resume/delete), so kopf keeps no diff-base and no progress on the objects: nothing in
+their metadata or spec is written but by the user, and Argo CD sees no drift. Deletion
+needs no handler: everything a run owns carries its owner reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubegym_operator import GROUP, VERSION
+from kubegym_operator.api.trainingrun import PLURAL
+from kubegym_operator.builders.job import RUN_LABEL, RUN_NAME_ANNOTATION
+from kubegym_operator.builders.status import Event
+from kubegym_operator.controllers import trainingrun
+from kubegym_operator.kubeapi import Obj, post_event
+from kubegym_operator.state import STATE
+
+log = logging.getLogger("kubegym.handlers")
+
+
+def emit(run: Obj, event: Event) -> None:
+    try:
+        post_event(run, event.type, event.reason, event.message)
+    except Exception as e:  # noqa: BLE001 - an Event is best effort; the status is the truth
+        log.warning("could not post event %s on %s: %s", event.reason, run["metadata"]["name"], e)
+
+
+def reconcile(namespace: str, name: str) -> None:
+    trainingrun.reconcile(namespace, name, STATE.settings, emit)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def trainingrun_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
+    if event.get("type") != "DELETED":
+        reconcile(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={RUN_LABEL: kopf.PRESENT})
+def job_event(annotations: dict[str, str], namespace: str, **_: Any) -> None:
+    if RUN_NAME_ANNOTATION in annotations:
+        reconcile(namespace, annotations[RUN_NAME_ANNOTATION])
+
+
+@kopf.on.event("", "v1", "pods", labels={RUN_LABEL: kopf.PRESENT})
+def pod_event(annotations: dict[str, str], namespace: str, **_: Any) -> None:
+    if RUN_NAME_ANNOTATION in annotations:
+        reconcile(namespace, annotations[RUN_NAME_ANNOTATION])

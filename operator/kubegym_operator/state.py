@@ -1,0 +1,15 @@
+"""Process-wide state of the operator, set once at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubegym_operator.settings import Settings
+
+
+@dataclass
+class OperatorState:
+    settings: Settings = field(default_factory=Settings)
+
+
+STATE = OperatorState()

@@ -1,0 +1,400 @@
+"""The training loop of ``kubegym-runner train``.
+
+1. Resolve the plan (algorithm, preset, hyperparameters, env): user errors fail here,
+   before storage is touched.
+2. Find where to start: the newest complete checkpoint of this run (a restarted pod
+   resumes), else ``resumeFrom``, else from scratch.
+3. ``learn(total - done, reset_num_timesteps=False)``: timestep counts and schedules
+   continue where the checkpoint left them. Callbacks checkpoint to S3 every
+   ``checkpoint.everySteps`` (keeping the newest ``keepLast``), evaluate every
+   ``evaluation.everySteps`` on a separate env, and report progress.
+4. On SIGTERM: stop at the next step, checkpoint, exit ``128 + signal``.
+5. At the end: a last checkpoint, ``final/``, a final evaluation (``eval/final.json``)
+   and ``status.result``.
+
+A segment resumed at step S is seeded with ``seed + S``: reproducible given where it
+resumed, without replaying the first segment's random stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
+
+from kubegym_runner.algorithms import is_off_policy
+from kubegym_runner.callbacks import PeriodicCallback, ProgressCallback, StopOnTermination
+from kubegym_runner.checkpoints import (
+    MODEL_NAME,
+    REPLAY_BUFFER_NAME,
+    VECNORMALIZE_NAME,
+    Checkpoint,
+    IncompleteCheckpointError,
+    RunLayout,
+    download_folder,
+    prune,
+    read_manifest,
+    scan,
+    write_folder,
+)
+from kubegym_runner.compute import configure_threads, resolve_device
+from kubegym_runner.config import (
+    CheckpointStatus,
+    EvaluationConfig,
+    EvaluationResult,
+    TrainConfig,
+    TrainingProgress,
+    TrainingResult,
+)
+from kubegym_runner.envs import build_vec_env
+from kubegym_runner.episodes import EpisodeStats, run_episodes
+from kubegym_runner.errors import TerminatedError, UserError
+from kubegym_runner.plan import TrainingPlan, build_plan
+from kubegym_runner.progress import ProgressReporter, Throughput, make_progress
+from kubegym_runner.signals import TerminationRequest
+from kubegym_runner.storage import S3Uri, Storage
+
+log = logging.getLogger(__name__)
+
+#: Offset of the evaluation env's seed from the training seed (distinct episodes).
+EVAL_SEED_OFFSET = 1_000_003
+EVALUATIONS_NAME = "evaluations.json"
+FINAL_EVALUATION_NAME = "final.json"
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """A downloaded, verified checkpoint to continue from."""
+
+    checkpoint: Checkpoint
+    directory: Path
+    #: True for this run's own checkpoint (a restart), False for ``resumeFrom``.
+    own: bool
+
+    def file(self, name: str) -> Path | None:
+        path = self.directory / name
+        return path if name in self.checkpoint.manifest.objects and path.is_file() else None
+
+
+def resolve_resume_folder(storage: Storage, uri: S3Uri) -> S3Uri:
+    """The checkpoint folder ``resumeFrom`` names: the folder itself if it has a manifest,
+    else, for a run's folder, its newest complete checkpoint or its ``final/``."""
+    if read_manifest(storage, uri) is not None:
+        return uri
+    run = RunLayout(uri)
+    complete = scan(storage, run.checkpoints).complete
+    if complete:
+        return complete[0].folder
+    if read_manifest(storage, run.final) is not None:
+        return run.final
+    raise UserError(
+        f"resumeFrom {uri}: no complete checkpoint there (no manifest.json, "
+        "no complete checkpoints/<step>/, no final/)"
+    )
+
+
+class Trainer:
+    """One attempt (pod) of a training run."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        storage: Storage,
+        reporter: ProgressReporter,
+        termination: TerminationRequest,
+        workdir: Path,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.reporter = reporter
+        self.termination = termination
+        self.workdir = workdir
+        self.layout = RunLayout.of(config.storage.bucket, config.run_prefix)
+        self.throughput = Throughput()
+        self.last_checkpoint_step: int | None = None
+        self.last_evaluation: EvaluationResult | None = None
+        self.evaluations: list[dict[str, Any]] = []
+        self.resumed_from_step = 0
+        self.wall_time_base = 0.0
+        self.started = time.monotonic()
+        self.progress_callback = ProgressCallback(reporter, self.progress)
+        self._model: BaseAlgorithm | None = None
+        self._plan: TrainingPlan | None = None
+        self._eval_env: VecEnv | None = None
+
+    @property
+    def model(self) -> BaseAlgorithm:
+        assert self._model is not None, "model not built yet"
+        return self._model
+
+    @property
+    def plan(self) -> TrainingPlan:
+        assert self._plan is not None, "plan not built yet"
+        return self._plan
+
+    # --- the run --------------------------------------------------------------------
+
+    def run(self) -> TrainingResult:
+        """Train to ``totalTimesteps`` (or until SIGTERM) and return the final result."""
+        device = resolve_device(self.config.device)
+        configure_threads()
+        self._plan = build_plan(self.config)
+        self.storage.check_bucket(self.layout.root.bucket)
+        self._stop_if_terminated()
+
+        start = self._find_start()
+        self._stop_if_terminated()
+        self._model = self._build_model(start, device)
+        env = self.model.get_env()
+        assert env is not None
+        try:
+            self._learn()
+            if self.termination.requested:
+                self._terminate()
+            return self._finish()
+        finally:
+            env.close()
+            if self._eval_env is not None:
+                self._eval_env.close()
+
+    def _learn(self) -> None:
+        remaining = self.plan.total_timesteps - self.model.num_timesteps
+        if remaining <= 0:
+            log.info("checkpoint is at %d of %d timesteps: nothing to train",
+                     self.model.num_timesteps, self.plan.total_timesteps)
+            return
+        callbacks = [
+            StopOnTermination(self.termination),
+            self.progress_callback,
+            PeriodicCallback(self.config.checkpoint.every_steps, self.save_checkpoint),
+        ]
+        if self.config.evaluation is not None:
+            callbacks.append(PeriodicCallback(self.config.evaluation.every_steps, self.evaluate))
+        callbacks.extend(self.plan.extra_callbacks)
+        log.info("training %d timesteps (from %d to %d)", remaining,
+                 self.model.num_timesteps, self.plan.total_timesteps)
+        self.started = time.monotonic()
+        self.throughput.start(self.model.num_timesteps)
+        self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+
+    def _stop_if_terminated(self) -> None:
+        if self.termination.requested:
+            raise TerminatedError("terminated before training started", self.termination.exit_code)
+
+    def _terminate(self) -> None:
+        """SIGTERM: checkpoint what was learnt since the last checkpoint, then exit."""
+        step = self.model.num_timesteps
+        if self.last_checkpoint_step is None or step > self.last_checkpoint_step:
+            self.save_checkpoint()
+        self.reporter.finish(self.progress())
+        raise TerminatedError(
+            f"terminated at timestep {step}; resumes from {self.layout.checkpoint(step)}",
+            self.termination.exit_code,
+        )
+
+    def _finish(self) -> TrainingResult:
+        step = self.model.num_timesteps
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            files = self._dump(Path(tmp))
+            if self.last_checkpoint_step != step:
+                self._write_checkpoint(files)
+            write_folder(self.storage, self.layout.final, files, **self._manifest_fields())
+        log.info("final model: %s", self.layout.final)
+        evaluation = self.config.evaluation or EvaluationConfig()
+        stats = self._run_evaluation(evaluation)
+        self.storage.put_bytes(
+            self.layout.eval.join(FINAL_EVALUATION_NAME), json.dumps(stats.to_json()).encode()
+        )
+        summary = stats.summary()
+        self.last_evaluation = summary
+        result = TrainingResult(
+            timesteps=step,
+            mean_reward=summary.mean_reward,
+            std_reward=summary.std_reward,
+            episodes=summary.episodes,
+            model_uri=str(self.layout.final),
+        )
+        log.info("final evaluation: %.3f +/- %.3f over %d episodes",
+                 summary.mean_reward, summary.std_reward, summary.episodes)
+        self.reporter.finish(self.progress(), result)
+        return result
+
+    # --- start point and model ------------------------------------------------------------
+
+    def _find_start(self) -> StartPoint | None:
+        """This run's newest intact checkpoint, else ``resumeFrom``, else ``None``."""
+        for checkpoint in scan(self.storage, self.layout.checkpoints).complete:
+            try:
+                return self._download(checkpoint.folder, own=True)
+            except IncompleteCheckpointError as e:
+                log.warning("skipping checkpoint %s: %s", checkpoint.folder, e)
+        if self.config.resume_from:
+            folder = resolve_resume_folder(self.storage, S3Uri.parse(self.config.resume_from))
+            try:
+                return self._download(folder, own=False)
+            except IncompleteCheckpointError as e:
+                raise UserError(f"resumeFrom {folder}: {e}") from e
+        return None
+
+    def _download(self, folder: S3Uri, own: bool) -> StartPoint:
+        directory = Path(tempfile.mkdtemp(prefix="start-", dir=self.workdir))
+        manifest = download_folder(self.storage, folder, directory)
+        log.info("resuming from %s (timestep %d)", folder, manifest.step)
+        return StartPoint(Checkpoint(folder, manifest), directory, own)
+
+    def _build_model(self, start: StartPoint | None, device: str) -> BaseAlgorithm:
+        plan, seed = self.plan, self.config.seed
+        step = start.checkpoint.step if start else 0
+        env = build_vec_env(
+            plan.env,
+            seed=seed + step,
+            vecnormalize=start.file(VECNORMALIZE_NAME) if start else None,
+        )
+        if start is None:
+            kwargs = {"verbose": 0, **plan.hyperparameters}
+            try:
+                return plan.algorithm(plan.policy, env, seed=seed, device=device, **kwargs)
+            except (TypeError, ValueError, AssertionError, KeyError) as e:
+                env.close()
+                raise UserError(f"{plan.algorithm.__name__} rejected the configuration: {e}") from e
+
+        model_path = start.file(MODEL_NAME)
+        if model_path is None:
+            raise UserError(f"{start.checkpoint.folder} has no {MODEL_NAME}")
+        try:
+            model = plan.algorithm.load(model_path, env=env, device=device, print_system_info=False)
+        except (TypeError, ValueError, AssertionError, KeyError, RuntimeError) as e:
+            env.close()
+            raise UserError(
+                f"checkpoint {start.checkpoint.folder} does not fit {plan.algorithm.__name__} "
+                f"on {plan.env.env_id}: {e}"
+            ) from e
+        model.set_random_seed(seed + step)
+        buffer = start.file(REPLAY_BUFFER_NAME)
+        if buffer is not None and is_off_policy(plan.algorithm):
+            model.load_replay_buffer(buffer)  # type: ignore[attr-defined]
+        self.resumed_from_step = model.num_timesteps
+        if start.own:
+            self.last_checkpoint_step = start.checkpoint.step
+            self.wall_time_base = start.checkpoint.manifest.wall_time_seconds
+            self.progress_callback.episodes = start.checkpoint.manifest.episodes
+            self._load_evaluations(model.num_timesteps)
+        shutil.rmtree(start.directory, ignore_errors=True)
+        return model
+
+    # --- checkpoints and evaluation ------------------------------------------------------
+
+    def _manifest_fields(self) -> dict[str, Any]:
+        return {
+            "step": self.model.num_timesteps,
+            "wall_time_seconds": round(self.wall_time_base + time.monotonic() - self.started, 3),
+            "algorithm": self.plan.algorithm.__name__,
+            "env_id": self.plan.env.env_id,
+            "episodes": self.progress_callback.episodes,
+        }
+
+    def _dump(self, directory: Path) -> dict[str, Path]:
+        """Write the model (and normalisation stats, replay buffer) to local files."""
+        files = {MODEL_NAME: directory / MODEL_NAME}
+        self.model.save(files[MODEL_NAME])
+        vec_normalize = self.model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            files[VECNORMALIZE_NAME] = directory / VECNORMALIZE_NAME
+            vec_normalize.save(str(files[VECNORMALIZE_NAME]))
+        if self.config.checkpoint.save_replay_buffer and is_off_policy(self.plan.algorithm):
+            files[REPLAY_BUFFER_NAME] = directory / REPLAY_BUFFER_NAME
+            self.model.save_replay_buffer(files[REPLAY_BUFFER_NAME])  # type: ignore[attr-defined]
+        return files
+
+    def save_checkpoint(self) -> None:
+        """Checkpoint the current state to ``checkpoints/<step>/`` and prune old ones."""
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            self._write_checkpoint(self._dump(Path(tmp)))
+
+    def _write_checkpoint(self, files: dict[str, Path]) -> None:
+        step = self.model.num_timesteps
+        folder = self.layout.checkpoint(step)
+        write_folder(self.storage, folder, files, **self._manifest_fields())
+        self.last_checkpoint_step = step
+        deleted, kept = prune(self.storage, self.layout.checkpoints, self.config.checkpoint.keep_last)
+        log.info("checkpoint %s (%d kept, %d pruned)", folder, len(kept), len(deleted))
+        self.reporter.set_checkpoints(
+            CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept))
+        )
+
+    def _run_evaluation(self, evaluation: EvaluationConfig) -> EpisodeStats:
+        if self._eval_env is None:
+            self._eval_env = build_vec_env(
+                self.plan.env, seed=self.config.seed + EVAL_SEED_OFFSET, evaluation=True
+            )
+        train_env = self.model.get_env()
+        if train_env is not None and self.model.get_vec_normalize_env() is not None:
+            sync_envs_normalization(train_env, self._eval_env)
+        return run_episodes(self.model, self._eval_env, evaluation.episodes, evaluation.deterministic)
+
+    def evaluate(self) -> None:
+        """Periodic evaluation: record it in ``eval/evaluations.json`` and the progress."""
+        assert self.config.evaluation is not None
+        stats = self._run_evaluation(self.config.evaluation)
+        self.last_evaluation = stats.summary()
+        self.evaluations.append(stats.to_json())
+        self.storage.put_bytes(
+            self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode()
+        )
+        log.info("evaluation at %d: %.3f +/- %.3f", stats.timesteps,
+                 self.last_evaluation.mean_reward, self.last_evaluation.std_reward)
+
+    def _load_evaluations(self, step: int) -> None:
+        """Continue the evaluation history of a restarted run (dropping entries past ``step``)."""
+        data = self.storage.get_bytes(self.layout.eval.join(EVALUATIONS_NAME))
+        if data is None:
+            return
+        try:
+            history = json.loads(data)
+        except json.JSONDecodeError:
+            log.warning("ignoring unreadable %s", self.layout.eval.join(EVALUATIONS_NAME))
+            return
+        self.evaluations = [e for e in history if int(e.get("timesteps", 0)) <= step]
+        if self.evaluations:
+            last = self.evaluations[-1]
+            fields = ("timesteps", "meanReward", "stdReward", "episodes")
+            self.last_evaluation = EvaluationResult.model_validate(
+                {key: last[key] for key in fields if key in last}
+            )
+
+    # --- progress ----------------------------------------------------------------------
+
+    def progress(self) -> TrainingProgress:
+        """A ``status.progress`` snapshot of the model as it is now."""
+        model = self.model
+        buffer = list(model.ep_info_buffer or [])
+        return make_progress(
+            timesteps=model.num_timesteps,
+            total_timesteps=self.plan.total_timesteps,
+            steps_per_second=self.throughput.sample(model.num_timesteps),
+            episode_rewards=[float(e["r"]) for e in buffer],
+            episode_lengths=[float(e["l"]) for e in buffer],
+            episodes=self.progress_callback.episodes,
+            last_evaluation=self.last_evaluation,
+            resumed_from_step=self.resumed_from_step,
+        )
+
+
+def train(config: TrainConfig, storage: Storage, reporter: ProgressReporter) -> TrainingResult:
+    """Run one training attempt; SIGTERM/SIGINT end it with :class:`TerminatedError`."""
+    termination = TerminationRequest()
+    termination.install()
+    workdir = Path(tempfile.mkdtemp(prefix="kubegym-"))
+    try:
+        return Trainer(config, storage, reporter, termination, workdir).run()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
