@@ -9,6 +9,8 @@ already up it is reused, and if this session started it, it stops it at the end
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +77,59 @@ def namespace(cluster: LocalCluster, kube: Kube, request: pytest.FixtureRequest)
 @pytest.fixture
 def kubectl(cluster: LocalCluster, namespace: str) -> Kubectl:
     return Kubectl(cluster.kubeconfig, namespace)
+
+
+class OperatorProcess:
+    """``kubegym-operator`` as a subprocess with the admin kubeconfig (integration tier).
+
+    Its default storage is the local MinIO, bucket ``kubegym``, credentials Secret
+    ``kubegym-s3`` (every test namespace has one). The e2e tier runs the operator as a
+    pod instead, installed by the Helm chart.
+    """
+
+    def __init__(self, cluster: LocalCluster, log: Path, **env: str) -> None:
+        self.cluster = cluster
+        self.log = log
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "KUBEGYM_STORAGE_BUCKET": layout.BUCKET,
+            "KUBEGYM_STORAGE_ENDPOINT": cluster.minio().endpoint,
+            "KUBEGYM_STORAGE_SECRET": layout.S3_SECRET,
+            "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "20",
+            "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
+            "KUBEGYM_LIVENESS": "",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kubegym_operator"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()

@@ -34,20 +34,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.startup()
 def start_resync(memo: kopf.Memo, **_: Any) -> None:
     """Reconcile every live run periodically: some verdicts depend on the clock (grace periods)."""
-    from kubegym_operator.controllers import trainingrun
-    from kubegym_operator.handlers.trainingrun import reconcile
+    from kubegym_operator.handlers import RESYNC
 
     stop = threading.Event()
     memo.stop_resync = stop
 
     def loop() -> None:
         while not stop.wait(RESYNC_SECONDS):
-            try:
-                for run in trainingrun.all_runs():
-                    if (run.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                        reconcile(run["metadata"]["namespace"], run["metadata"]["name"])
-            except Exception:
-                logging.getLogger("kubegym").exception("periodic resync failed")
+            for resync in RESYNC:
+                try:
+                    resync()
+                except Exception:
+                    logging.getLogger("kubegym").exception("periodic resync failed")
 
     threading.Thread(target=loop, name="resync", daemon=True).start()
 
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         logging.error("invalid operator settings: %s", e)
         return 2
-    import kubegym_operator.handlers.trainingrun  # noqa: F401 - registers the handlers
+    import kubegym_operator.handlers  # noqa: F401 - registers every kind's handlers
 
     namespaces = args.namespace or [n for n in os.environ.get("KUBEGYM_WATCH_NAMESPACES", "").split(",") if n]
     asyncio.run(

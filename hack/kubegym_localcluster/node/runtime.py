@@ -127,8 +127,16 @@ class PodWorker(threading.Thread):
     def run(self) -> None:
         try:
             self._run()
-        except Exception:
+        except Exception as e:
+            # Whatever broke, the pod must still report it and honour its deletion.
             log.exception("pod %s/%s: worker failed", self.ns, self.name)
+            self._waiting_all("CreateContainerError", str(e))
+            self._report()
+            while not self.terminate_requested.wait(1.0):
+                pass
+            self._kill_all()
+            self._report()
+            self._delete_object()
         finally:
             self.finished.set()
 

@@ -35,6 +35,13 @@ def reconcile(namespace: str, name: str) -> None:
     trainingrun.reconcile(namespace, name, STATE.settings, emit)
 
 
+def resync() -> None:
+    """Reconcile every unfinished run (verdicts with grace periods depend on the clock)."""
+    for run in trainingrun.all_runs():
+        if (run.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            reconcile(run["metadata"]["namespace"], run["metadata"]["name"])
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def trainingrun_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
     if event.get("type") != "DELETED":
