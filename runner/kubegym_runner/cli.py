@@ -1,11 +1,14 @@
 """``kubegym-runner``: the runner image's one entry point.
 
     kubegym-runner train [--config FILE]
+    kubegym-runner evaluate [--config FILE]
 
 The configuration is the JSON the operator renders into ``KUBEGYM_CONFIG`` (or a file,
 for local use). Exit codes tell the Job's ``podFailurePolicy`` what happened:
 
-* 0: done; 42 (:data:`EXIT_USER_ERROR`): the spec cannot work, do not retry;
+* 0: done (for ``evaluate``: at least one model x environment entry was evaluated;
+  failed entries are reported in the Benchmark's status); 42 (:data:`EXIT_USER_ERROR`):
+  the spec cannot work (for ``evaluate``: no entry could be evaluated), do not retry;
 * 43 (:data:`EXIT_INFRA_ERROR`), 44 (:data:`EXIT_STORAGE_ERROR`): retry;
 * 128 + signal (143): stopped by SIGTERM after saving a checkpoint;
 * 1: an unexpected error (a bug, or an error in a custom environment).
@@ -27,7 +30,7 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kubegym_runner.config import CONFIG_ENV, EXIT_USER_ERROR, TrainConfig
+from kubegym_runner.config import CONFIG_ENV, EXIT_USER_ERROR, EvaluateConfig, TrainConfig
 from kubegym_runner.errors import RunnerError, UserError
 from kubegym_runner.logs import redact, setup_logging
 
@@ -122,6 +125,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from kubegym_runner.evaluate import BenchmarkReporter, evaluate
+    from kubegym_runner.progress import KubernetesStatusWriter
+    from kubegym_runner.storage import Storage
+
+    config = load_config(EvaluateConfig, args.config)
+    storage = Storage.from_config(config.storage)
+    writer = KubernetesStatusWriter.connect(config.report_to) if config.report_to else None
+    outcome = evaluate(config, storage, BenchmarkReporter(writer, config.report_interval_seconds))
+    best = outcome.ranking.models[0] if outcome.ranking.models else None
+    leader = f"best {best.model} ({outcome.ranking.statistic} {best.score})" if best else "no model ranked"
+    write_termination_message(
+        f"evaluated {len(outcome.entries) - len(outcome.failed)} of {len(outcome.entries)} entries; {leader}; "
+        f"results {outcome.artifacts.results}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per runner job kind."""
     parser = _Parser(prog="kubegym-runner", description="kubegym's RL runner.")
@@ -131,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})"
     )
     train.set_defaults(handler=_train)
+    evaluate = commands.add_parser("evaluate", help="Evaluate and compare models (config: EvaluateConfig).")
+    evaluate.add_argument("--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 

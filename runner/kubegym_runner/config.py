@@ -280,6 +280,175 @@ class TrainingResult(Model):
     )
 
 
+# --- Benchmark: evaluate models x environments (``kubegym-runner evaluate``) -------------------
+
+
+class Statistic(enum.StrEnum):
+    """Statistic a Benchmark ranks by. IQM (the 25% trimmed mean) is robust to a few outlier
+    episodes and more efficient than the median (Agarwal et al., 2021)."""
+
+    IQM = "IQM"
+    Mean = "Mean"
+    Median = "Median"
+
+
+class BenchmarkEnvironment(Model):
+    """One environment of a Benchmark; its parallel copies are the Benchmark's ``nEnvs``."""
+
+    id: str = Field(
+        description="Registered gymnasium id (CartPole-v1, ALE/Pong-v5) or 'module:Class'.",
+        min_length=1,
+        max_length=256,
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for gymnasium.make.")
+    module: str | None = Field(
+        default=None,
+        max_length=256,
+        description="Python module imported before the env is made (custom envs that register on import).",
+    )
+    wrappers: list[Wrapper] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Wrappers applied in order to each copy; use the ones the models were trained with.",
+    )
+    frame_stack: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Stack this many frames (VecFrameStack), for models trained with frame stacking.",
+    )
+
+
+class BenchmarkModel(Model):
+    """A model the runner evaluates: where it is and which algorithm loads it."""
+
+    name: str = Field(min_length=1, max_length=63, description="Name of the model in results and rankings.")
+    uri: str = Field(
+        min_length=6,
+        max_length=2048,
+        description="s3:// URI of a model folder (model.zip, optional vecnormalize.pkl and manifest.json, "
+        "as a TrainingRun's final/ or checkpoints/<step>/) or of a .zip archive.",
+    )
+    algorithm: Algorithm | None = Field(
+        default=None,
+        description="Algorithm class that loads the archive; defaults to the folder's manifest.json.",
+    )
+
+
+class EvaluateConfig(Model):
+    """Everything `kubegym-runner evaluate` needs, rendered by the operator from a Benchmark."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    models: list[BenchmarkModel] = Field(min_length=1)
+    environments: list[BenchmarkEnvironment] = Field(min_length=1)
+    #: Episodes per seed for every model x environment entry.
+    episodes: int = Field(ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    deterministic: bool = True
+    n_envs: int = Field(default=16, ge=1, le=256)
+    statistic: Statistic = Statistic.IQM
+    device: Device = Device.auto
+    confidence_level: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
+    bootstrap_seed: int = Field(default=0, ge=0)
+    storage: S3Storage
+    #: Key prefix of the Benchmark's artifacts (``<prefix>/<namespace>/benchmarks/<name>``).
+    run_prefix: str
+    report_to: RunRef | None = None
+    report_interval_seconds: float = Field(default=10.0, ge=1.0)
+
+
+class BenchmarkEntry(Model):
+    """Statistics of one model on one environment over all its episodes (all seeds)."""
+
+    model: str = Field(description="Model name (spec.models[].name).")
+    env: str = Field(description="Environment id.")
+    episodes: int = Field(default=0, ge=0, description="Episodes evaluated.")
+    mean: float | None = Field(default=None, description="Mean episode return.")
+    std: float | None = Field(default=None, ge=0, description="Population standard deviation of the return.")
+    median: float | None = Field(default=None, description="Median episode return.")
+    iqm: float | None = Field(default=None, description="Interquartile mean (25% trimmed mean) of the return.")
+    min: float | None = Field(default=None, description="Lowest episode return.")
+    max: float | None = Field(default=None, description="Highest episode return.")
+    ci_lower: float | None = Field(
+        default=None, description="Lower end of the bootstrap confidence interval of the ranking statistic."
+    )
+    ci_upper: float | None = Field(
+        default=None, description="Upper end of the bootstrap confidence interval of the ranking statistic."
+    )
+    mean_episode_length: float | None = Field(default=None, ge=0, description="Mean episode length in steps.")
+    episodes_per_second: float | None = Field(
+        default=None, ge=0, description="Episodes per second of the evaluation loop (model loading excluded)."
+    )
+    latency_p50_ms: float | None = Field(
+        default=None, ge=0, description="Median time of one policy call (a batch of nEnvs observations), ms."
+    )
+    latency_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile policy-call time, ms.")
+    error: str | None = Field(
+        default=None, max_length=2048, description="Why this entry failed; its statistics are then absent."
+    )
+
+
+class RankedModel(Model):
+    """A model's place in the ranking."""
+
+    rank: int = Field(ge=1, description="1 is the best.")
+    model: str = Field(description="Model name.")
+    score: float = Field(description="The ranking statistic over the ranked environments.")
+    ci_lower: float = Field(description="Lower end of the score's bootstrap confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's bootstrap confidence interval.")
+
+
+class ImprovementProbability(Model):
+    """P(leader's return > runner-up's return) on a random episode, averaged over environments."""
+
+    leader: str = Field(description="Rank 1.")
+    runner_up: str = Field(description="Rank 2.")
+    probability: float = Field(ge=0, le=1, description="Probability of improvement (ties count one half).")
+    ci_lower: float = Field(ge=0, le=1, description="Lower end of its bootstrap confidence interval.")
+    ci_upper: float = Field(ge=0, le=1, description="Upper end of its bootstrap confidence interval.")
+
+
+class BenchmarkRanking(Model):
+    """Models ordered by a stated statistic, with confidence intervals."""
+
+    statistic: Statistic = Field(description="Statistic of the episode returns the models are ranked by.")
+    confidence_level: float = Field(gt=0, lt=1, description="Coverage of the confidence intervals (0.95).")
+    method: str = Field(description="How the intervals were computed.")
+    bootstrap_resamples: int = Field(ge=1, description="Bootstrap resamples.")
+    bootstrap_seed: int = Field(ge=0, description="Seed of the bootstrap's random generator (for recomputation).")
+    normalization: Literal["None", "MinMax"] = Field(
+        description="None: raw returns (one environment). MinMax: each environment's returns scaled to [0, 1] "
+        "by the lowest and highest return any ranked model got there, so environments weigh equally."
+    )
+    envs: list[str] = Field(default_factory=list, description="Environments the ranking covers.")
+    models: list[RankedModel] = Field(default_factory=list, description="Ranked models, best first.")
+    unranked: list[str] = Field(
+        default_factory=list, description="Models left out because an entry of theirs on a ranked environment failed."
+    )
+    probability_of_improvement: ImprovementProbability | None = Field(
+        default=None, description="Of the leader over the runner-up (needs two ranked models)."
+    )
+
+
+class BenchmarkArtifacts(Model):
+    """Where the Benchmark's reports are in S3."""
+
+    episodes: str | None = Field(default=None, description="CSV of every episode's return and length.")
+    table: str | None = Field(default=None, description="CSV of the per model x environment statistics.")
+    results: str | None = Field(default=None, description="JSON with the entries, the ranking and the settings.")
+    plot: str | None = Field(default=None, description="PNG comparing the models with confidence intervals.")
+
+
+class BenchmarkProgress(Model):
+    """How far the evaluation is (entries are model x environment pairs)."""
+
+    entries_done: int = Field(default=0, ge=0, description="Entries evaluated or failed.")
+    entries_total: int = Field(default=0, ge=0, description="Models x environments.")
+    episodes: int = Field(default=0, ge=0, description="Episodes evaluated so far.")
+    update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
+
+
 def dump_config(config: BaseModel) -> str:
     """Serialize a config for the ``KUBEGYM_CONFIG`` environment variable."""
     return config.model_dump_json(by_alias=True, exclude_none=True)

@@ -9,6 +9,7 @@ needs no handler: everything a run owns carries its owner reference.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -43,18 +44,18 @@ def resync() -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def trainingrun_event(event: dict[str, Any], name: str, namespace: str, **_: Any) -> None:
-    if event.get("type") != "DELETED":
+def trainingrun_event(type: str, name: str, namespace: str | None, **_: Any) -> None:  # noqa: A002 - kopf's kwarg
+    if type != "DELETED" and namespace:
         reconcile(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={RUN_LABEL: kopf.PRESENT})
-def job_event(annotations: dict[str, str], namespace: str, **_: Any) -> None:
-    if RUN_NAME_ANNOTATION in annotations:
+def job_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    if RUN_NAME_ANNOTATION in annotations and namespace:
         reconcile(namespace, annotations[RUN_NAME_ANNOTATION])
 
 
 @kopf.on.event("", "v1", "pods", labels={RUN_LABEL: kopf.PRESENT})
-def pod_event(annotations: dict[str, str], namespace: str, **_: Any) -> None:
-    if RUN_NAME_ANNOTATION in annotations:
+def pod_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    if RUN_NAME_ANNOTATION in annotations and namespace:
         reconcile(namespace, annotations[RUN_NAME_ANNOTATION])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -68,6 +69,24 @@ def test_job_runs_to_completion_and_logs(kubectl: Kubectl, kube: Kube, namespace
     assert p["status"]["phase"] == "Succeeded"
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     assert "42" in kubectl.run("logs", p["metadata"]["name"]).stdout.split()
+    # The node's own log CLI reads the same file.
+    local = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubegym_localcluster",
+            "--state",
+            str(kubectl.kubeconfig.parent),
+            "logs",
+            p["metadata"]["name"],
+            "-n",
+            namespace,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert local.stdout.split() == ["42"]
 
 
 def test_failing_pod_exhausts_backoff_limit(kube: Kube, namespace: str, kubectl: Kubectl) -> None:

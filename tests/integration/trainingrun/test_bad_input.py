@@ -3,6 +3,7 @@ else phase Failed with a reason and message, and no retry loop."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -52,6 +53,10 @@ def test_immutable_fields_rejected_after_creation_mutable_ones_accepted(
     kubectl.apply(with_spec(run, suspend=False, runPolicy={"ttlSecondsAfterFinished": 600}))
 
 
+def _describe(kube: Kube, ns: str, name: str, operator: OperatorProcess) -> str:
+    return f"{status(kube, ns, name)}\n{operator.tail(10)}"
+
+
 def _failed(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     st = status(kube, ns, name)
     return st if st.get("phase") == "Failed" else None
@@ -92,10 +97,10 @@ def test_runtime_user_errors_fail_once_with_reason(
         kubectl.apply(manifest)
     for name, (_, reason, needle) in cases.items():
         st = wait_until(
-            lambda n=name: _failed(kube, ns, n),
+            functools.partial(_failed, kube, ns, name),
             180,
             f"{name} to fail",
-            describe=lambda n=name: str(status(kube, ns, n)) + operator.tail(10),
+            describe=functools.partial(_describe, kube, ns, name, operator),
         )
         assert st["reason"] == reason, (name, st)
         assert needle in st["message"], (name, st["message"])

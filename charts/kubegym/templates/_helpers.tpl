@@ -1,0 +1,63 @@
+{{/*
+Names and labels shared by every template.
+*/}}
+
+{{- define "kubegym.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-kubegym, or the release name when it already contains the chart name. */}}
+{{- define "kubegym.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kubegym.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubegym.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "kubegym.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kubegym.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: kubegym
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "kubegym.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kubegym.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository@digest, else repository:tag (tag defaults to the chart's appVersion). Call with (dict "image" ... "root" $). */}}
+{{- define "kubegym.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cross-field rules the schema cannot say clearly. */}}
+{{- define "kubegym.validate" -}}
+{{- $s := .Values.storage -}}
+{{- if and (not $s.bucket) (or $s.prefix $s.endpoint $s.region $s.secretName) -}}
+{{- fail "storage.bucket is required when storage.prefix, storage.endpoint, storage.region or storage.secretName is set" -}}
+{{- end -}}
+{{- if and $s.bucket (not $s.secretName) -}}
+{{- fail "storage.secretName is required with storage.bucket: runner pods take the S3 credentials from that Secret in their namespace" -}}
+{{- end -}}
+{{- end -}}
