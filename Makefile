@@ -8,11 +8,12 @@ VENV ?= $(KUBEGYM_CACHE)/venv
 PY := $(VENV)/bin/python
 KUBERNETES_VERSION := $(shell sed -n 's/^KUBERNETES_VERSION=//p' hack/versions.env)
 KUBE_BIN := $(KUBEGYM_CACHE)/bin/kubernetes-$(KUBERNETES_VERSION)
+HELM_BIN := $(KUBEGYM_CACHE)/bin/helm-$(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
 
 export KUBEGYM_CACHE VENV
 export KUBEGYM_STATE ?= $(CURDIR)/.state
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/hack
-export PATH := $(VENV)/bin:$(KUBE_BIN):$(PATH)
+export PATH := $(VENV)/bin:$(KUBE_BIN):$(HELM_BIN):$(PATH)
 LOCAL := $(PY) -m kubegym_localcluster
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
@@ -27,8 +28,8 @@ deps: ## install Debian packages the project needs (idempotent)
 venv: ## the Python environment (cached under ~/.cache/kubegym)
 	@bash hack/ensure-venv.sh
 
-components: ## build the pinned Kubernetes, etcd and MinIO binaries (cached)
-	@bash hack/build-components.sh kubernetes minio
+components: ## build the pinned Kubernetes, etcd, MinIO and Helm binaries (cached)
+	@bash hack/build-components.sh kubernetes minio helm
 
 up: deps venv components ## start the local cluster (control plane, local node, MinIO)
 	@$(LOCAL) up
@@ -66,3 +67,30 @@ env: ## print shell exports for the local cluster (KUBECONFIG, MinIO endpoint an
 
 e2e-kind: venv ## the e2e tier on kind (needs a Docker engine; not used by make test)
 	@bash hack/e2e-kind.sh
+
+# --- packaging: images, Helm chart, Argo CD ---------------------------------------------------
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+HELM := $(KUBEGYM_CACHE)/bin/helm-$(HELM_VERSION)/helm
+IMAGE_REGISTRY ?= ghcr.io/kubegym
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DOCKER ?= docker
+
+.PHONY: helm packaging helm-lint images
+
+helm: ## build the pinned helm from the Go module proxy (cached)
+	@bash hack/build-components.sh helm
+
+packaging: venv ## regenerate the chart's CRDs (copies of crds/) and examples/argocd/argocd-cm.yaml + its docs snippet
+	@$(PY) hack/kubegym_packaging.py
+
+helm-lint: venv helm ## helm lint + template the chart; fail if its generated files are stale
+	@$(PY) hack/kubegym_packaging.py --check
+	@$(HELM) lint --strict charts/kubegym
+	@$(HELM) template kubegym charts/kubegym --namespace kubegym-system --kube-version $(KUBERNETES_VERSION) >/dev/null
+	@echo "charts/kubegym: lint and template OK"
+
+images: ## build the operator image and the runner image (CPU, and CUDA as <tag>-cuda) with Docker
+	@command -v $(DOCKER) >/dev/null || { echo "make images needs $(DOCKER) (a Docker engine or compatible)" >&2; exit 1; }
+	$(DOCKER) build -f Dockerfile.operator -t $(IMAGE_REGISTRY)/kubegym-operator:$(IMAGE_TAG) .
+	$(DOCKER) build -f Dockerfile.runner --build-arg VARIANT=cpu -t $(IMAGE_REGISTRY)/kubegym-runner:$(IMAGE_TAG) .
+	$(DOCKER) build -f Dockerfile.runner --build-arg VARIANT=cuda -t $(IMAGE_REGISTRY)/kubegym-runner:$(IMAGE_TAG)-cuda .

@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
-# The main job on the embedded local default: the cluster is up (make up), so run a sample
-# Job to completion on the local node and show where everything is.
+# The main job on the embedded local default. `make up` has started the local cluster; this
+# installs kubegym with its Helm chart (the operator runs as a pod on the local node), trains
+# examples/cartpole-ppo.yaml and shows the result. It leaves everything running.
 set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
 kc="$KUBEGYM_STATE/kubeconfig"
 k() { kubectl --kubeconfig "$kc" "$@"; }
-image=ghcr.io/kubegym/kubegym-runner:0.1.0
+step() { printf '\n== %s\n' "$*"; }
+endpoint=$(python -m kubegym_localcluster env | sed -n 's/^export AWS_ENDPOINT_URL=//p')
 
-echo "== a sample Job on the local node"
-k delete job demo-hello --ignore-not-found --wait=true >/dev/null
-k create job demo-hello --image="$image" -- python -c 'import platform; print("hello from", platform.node(), "— 6 x 7 =", 6 * 7)'
-k wait --for=condition=Complete job/demo-hello --timeout=120s
-k logs job/demo-hello
+step "kubegym's Helm chart into kubegym-system (operator pod on the local node)"
+helm --kubeconfig "$kc" upgrade --install kubegym "$here/charts/kubegym" \
+  --namespace kubegym-system --create-namespace \
+  --set storage.bucket=kubegym --set storage.secretName=kubegym-s3 --set "storage.endpoint=$endpoint" \
+  --wait --timeout 5m
+k -n kubegym-system get pods -o wide
+
+step "train examples/cartpole-ppo.yaml (PPO, rl-zoo3 preset, 1e5 steps)"
+k apply -f "$here/examples/cartpole-ppo.yaml"
+deadline=$(( $(date +%s) + 1800 ))
+while :; do
+  phase=$(k get trainingrun cartpole-ppo -o jsonpath='{.status.phase}')
+  k get trainingrun cartpole-ppo --no-headers
+  case "$phase" in Succeeded) break ;; Failed) k describe trainingrun cartpole-ppo; exit 1 ;; esac
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for cartpole-ppo" >&2; exit 1; }
+  sleep 10
+done
+
+step "the finished run"
+k get trainingruns -o wide
 echo
-k get nodes -o wide
-echo
-k get crds -l app.kubernetes.io/part-of=kubegym 2>/dev/null || true
+k get trainingrun cartpole-ppo -o jsonpath='final evaluation: {.status.result.meanReward} ± {.status.result.stdReward} over {.status.result.episodes} episodes{"\n"}model: {.status.result.modelUri}{"\n"}'
+
 cat <<MSG
 
 The local cluster is running. Reach it with:
   export KUBECONFIG=$kc      # or: export KUBECONFIG=\$(make kubeconfig)
-  kubectl get nodes
+  kubectl get gym            # TrainingRuns, Benchmarks, Experiments
   eval "\$(make -s env)"       # KUBECONFIG plus the MinIO endpoint and credentials for boto3/aws
 Stop everything with: make down
 MSG

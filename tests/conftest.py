@@ -83,13 +83,15 @@ class OperatorProcess:
     """``kubegym-operator`` as a subprocess with the admin kubeconfig (integration tier).
 
     Its default storage is the local MinIO, bucket ``kubegym``, credentials Secret
-    ``kubegym-s3`` (every test namespace has one). The e2e tier runs the operator as a
-    pod instead, installed by the Helm chart.
+    ``kubegym-s3`` (every test namespace has one). It serves its Prometheus metrics on
+    ``metrics_port`` (a free port, kept across restarts). The e2e tier runs the operator as
+    a pod instead, installed by the Helm chart.
     """
 
     def __init__(self, cluster: LocalCluster, log: Path, **env: str) -> None:
         self.cluster = cluster
         self.log = log
+        self.metrics_port = layout.free_ports(1)[0]
         self.env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
@@ -99,6 +101,7 @@ class OperatorProcess:
             "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "20",
             "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
             "KUBEGYM_LIVENESS": "",
+            "KUBEGYM_METRICS_PORT": str(self.metrics_port),
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

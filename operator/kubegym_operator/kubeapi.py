@@ -110,6 +110,7 @@ def collection_path(manifest: Obj) -> str:
         "Job": "jobs",
         "TrainingRun": "trainingruns",
         "Benchmark": "benchmarks",
+        "Experiment": "experiments",
     }[manifest["kind"]]
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     return f"{prefix}/namespaces/{ns}/{plural}"

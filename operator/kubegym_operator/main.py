@@ -1,8 +1,9 @@
 """``kubegym-operator``: run the kopf operator with kubegym's handlers.
 
 The operator watches cluster-wide (or the namespaces in ``KUBEGYM_WATCH_NAMESPACES``),
-runs standalone (one replica; the chart uses the Recreate strategy), and serves kopf's
-liveness endpoint for the Deployment's probe.
+runs standalone (one replica; the chart uses the Recreate strategy), serves kopf's
+liveness endpoint for the Deployment's probe and Prometheus metrics on ``/metrics``
+(``KUBEGYM_METRICS_PORT``, default 8081; empty disables them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from kubegym_operator import metrics
 from kubegym_operator.settings import SettingsError, load_settings
 from kubegym_operator.state import STATE
 
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubegym-operator", description=__doc__)
     parser.add_argument("--liveness", default=os.environ.get("KUBEGYM_LIVENESS", "http://0.0.0.0:8080/healthz"))
     parser.add_argument("--namespace", action="append", default=None, help="watch only these namespaces")
+    parser.add_argument(
+        "--metrics-port",
+        default=os.environ.get("KUBEGYM_METRICS_PORT", "8081"),
+        help="port of the Prometheus /metrics endpoint; empty disables it",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -69,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         logging.error("invalid operator settings: %s", e)
         return 2
+    if args.metrics_port:
+        try:
+            metrics.serve(int(args.metrics_port))
+        except (ValueError, OSError) as e:
+            logging.error("cannot serve metrics on port %r: %s", args.metrics_port, e)
+            return 2
     import kubegym_operator.handlers  # noqa: F401 - registers every kind's handlers
 
     namespaces = args.namespace or [n for n in os.environ.get("KUBEGYM_WATCH_NAMESPACES", "").split(",") if n]

@@ -22,7 +22,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from kubegym_runner.config import Algorithm
+from kubegym_runner.config import ACTION_NOISE_KEYS, Algorithm
 from kubegym_runner.envs import import_object
 from kubegym_runner.errors import UserError
 
@@ -52,7 +52,7 @@ RESERVED_ARGUMENTS = {
 }
 
 #: rl-zoo3 keys turned into constructor arguments by its preprocessing (action noise).
-ZOO_NOISE_KEYS = frozenset({"noise_type", "noise_std"})
+ZOO_NOISE_KEYS = ACTION_NOISE_KEYS
 
 #: Action-space types probed to learn what an algorithm supports.
 _PROBE_ACTION_SPACES: tuple[spaces.Space[Any], ...] = (
@@ -81,9 +81,7 @@ def hyperparameter_names(cls: type[BaseAlgorithm]) -> list[str]:
     return sorted(
         name
         for name, p in params.items()
-        if name != "self"
-        and name not in RESERVED_ARGUMENTS
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if name != "self" and name not in RESERVED_ARGUMENTS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     )
 
 
@@ -107,9 +105,7 @@ def validate_hyperparameters(cls: type[BaseAlgorithm], hyperparameters: Mapping[
             raise UserError(f"hyperparameter {name!r} is not allowed for {cls.__name__}: {hint}")
         matches = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(matches)}? " if matches else ""
-        raise UserError(
-            f"unknown hyperparameter {name!r} for {cls.__name__}: {hint}valid: {', '.join(valid)}"
-        )
+        raise UserError(f"unknown hyperparameter {name!r} for {cls.__name__}: {hint}valid: {', '.join(valid)}")
 
 
 class _ProbeEnv(gym.Env[np.ndarray, Any]):
@@ -152,8 +148,7 @@ def check_action_space(cls: type[BaseAlgorithm], action_space: spaces.Space[Any]
     if not isinstance(action_space, supported):
         names = ", ".join(s.__name__ for s in supported)
         raise UserError(
-            f"{cls.__name__} does not support the action space of {env_id} ({action_space}); "
-            f"it supports: {names}"
+            f"{cls.__name__} does not support the action space of {env_id} ({action_space}); it supports: {names}"
         )
 
 

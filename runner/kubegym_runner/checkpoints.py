@@ -198,9 +198,7 @@ def write_folder(
         episodes=episodes,
         objects=objects,
     )
-    storage.put_bytes(
-        folder.join(MANIFEST_NAME), manifest.model_dump_json(by_alias=True, indent=2).encode()
-    )
+    storage.put_bytes(folder.join(MANIFEST_NAME), manifest.model_dump_json(by_alias=True, indent=2).encode())
     return manifest
 
 

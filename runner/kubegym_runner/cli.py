@@ -2,6 +2,7 @@
 
     kubegym-runner train [--config FILE]
     kubegym-runner evaluate [--config FILE]
+    kubegym-runner report [--config FILE]
 
 The configuration is the JSON the operator renders into ``KUBEGYM_CONFIG`` (or a file,
 for local use). Exit codes tell the Job's ``podFailurePolicy`` what happened:
@@ -30,8 +31,8 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kubegym_runner.config import CONFIG_ENV, EXIT_USER_ERROR, EvaluateConfig, TrainConfig
-from kubegym_runner.errors import RunnerError, UserError
+from kubegym_runner.config import CONFIG_ENV, EvaluateConfig, ExperimentReportConfig, TrainConfig
+from kubegym_runner.errors import RunnerError, TerminatedError, UserError
 from kubegym_runner.logs import redact, setup_logging
 
 log = logging.getLogger("kubegym_runner")
@@ -143,24 +144,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from kubegym_runner.progress import KubernetesStatusWriter
+    from kubegym_runner.storage import Storage
+    from kubegym_runner.study import run_report
+
+    config = load_config(ExperimentReportConfig, args.config)
+    storage = Storage.from_config(config.storage)
+    writer = KubernetesStatusWriter.connect(config.report_to) if config.report_to else None
+    outcome = run_report(config, storage, writer)
+    best = outcome.best
+    leader = (
+        f"best {best.configuration} ({best.summary}): {best.score} [{best.ci_lower}, {best.ci_upper}]" if best else ""
+    )
+    write_termination_message(f"report of {len(config.runs)} runs; {leader}; {outcome.files.report_json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per runner job kind."""
     parser = _Parser(prog="kubegym-runner", description="kubegym's RL runner.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = commands.add_parser("train", help="Train an agent (config: TrainConfig).")
-    train.add_argument(
-        "--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})"
-    )
+    train.add_argument("--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})")
     train.set_defaults(handler=_train)
     evaluate = commands.add_parser("evaluate", help="Evaluate and compare models (config: EvaluateConfig).")
     evaluate.add_argument("--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})")
     evaluate.set_defaults(handler=_evaluate)
+    report = commands.add_parser(
+        "report", help="Write an Experiment's report from its runs (config: ExperimentReportConfig)."
+    )
+    report.add_argument("--config", metavar="FILE", help=f"config JSON file (default: ${CONFIG_ENV})")
+    report.set_defaults(handler=_report)
     return parser
 
 
-def _fail(message: str, exit_code: int) -> int:
+def _fail(message: str, exit_code: int, what: str = "error") -> int:
     message = redact(" ".join(message.split()))  # one line
-    print(f"kubegym-runner: error: {message}", file=sys.stderr, flush=True)
+    print(f"kubegym-runner: {what}: {message}", file=sys.stderr, flush=True)
     write_termination_message(message)
     return exit_code
 
@@ -172,9 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
+    except TerminatedError as e:
+        return _fail(str(e), e.exit_code, "stopped")
     except RunnerError as e:
-        level = logging.WARNING if e.exit_code != EXIT_USER_ERROR else logging.ERROR
-        log.log(level, "%s: %s", type(e).__name__, e)
+        log.error("%s: %s", type(e).__name__, e)
         return _fail(str(e), e.exit_code)
     except Exception as e:  # the last line of defence must classify everything
         log.exception("unexpected error")

@@ -42,7 +42,7 @@ class Model(BaseModel):
     )
 
 
-class Algorithm(str, enum.Enum):
+class Algorithm(enum.StrEnum):
     """Algorithms of stable-baselines3 and sb3-contrib the runner can train."""
 
     PPO = "PPO"
@@ -62,13 +62,13 @@ class Algorithm(str, enum.Enum):
 OFF_POLICY = frozenset({"DQN", "SAC", "TD3", "DDPG", "QRDQN", "TQC"})
 
 
-class Device(str, enum.Enum):
+class Device(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-class VecEnvMode(str, enum.Enum):
+class VecEnvMode(enum.StrEnum):
     dummy = "dummy"
     subproc = "subproc"
 
@@ -215,6 +215,32 @@ class EvaluationResult(Model):
     episodes: int = Field(default=0, ge=0, description="Number of episodes evaluated.")
 
 
+#: Most evaluation points ``status.progress.evaluations`` carries (the full history is in S3).
+MAX_EVALUATION_POINTS = 100
+
+
+class EvaluationPoint(Model):
+    """One point of a run's evaluation curve: mean evaluation return at a timestep."""
+
+    timesteps: int = Field(ge=0, description="Training timesteps when the evaluation ran.")
+    mean_reward: float = Field(description="Mean episode return of that evaluation.")
+
+
+def thin_evaluations(points: list[EvaluationPoint], limit: int = MAX_EVALUATION_POINTS) -> list[EvaluationPoint]:
+    """At most ``limit`` points spread evenly over the curve, the first and the last always kept.
+
+    A status field must stay small however long a run evaluates; evenly spread points keep
+    every stretch of the curve comparable (the Experiment's median stopping rule reads it).
+    """
+    if len(points) <= limit:
+        return list(points)
+    if limit < 2:
+        return list(points[-limit:]) if limit > 0 else []
+    last = len(points) - 1
+    picked = sorted({round(i * last / (limit - 1)) for i in range(limit)})
+    return [points[i] for i in picked]
+
+
 class TrainingProgress(Model):
     """What the runner reports onto ``status.progress`` while it trains (no NaN/Infinity)."""
 
@@ -239,6 +265,12 @@ class TrainingProgress(Model):
     episodes: int = Field(default=0, ge=0, description="Training episodes finished so far.")
     last_evaluation: EvaluationResult | None = Field(
         default=None, description="The most recent periodic evaluation."
+    )
+    evaluations: list[EvaluationPoint] = Field(
+        default_factory=list,
+        max_length=MAX_EVALUATION_POINTS,
+        description="The periodic evaluations so far (evenly thinned to at most 100 points): the curve an "
+        "Experiment's early stopping compares; eval/evaluations.json in S3 holds every one.",
     )
     resumed_from_step: int | None = Field(
         default=None,
@@ -447,6 +479,422 @@ class BenchmarkProgress(Model):
     entries_total: int = Field(default=0, ge=0, description="Models x environments.")
     episodes: int = Field(default=0, ge=0, description="Episodes evaluated so far.")
     update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
+
+
+# --- Experiment: seeds x hyperparameter search, and its report (``kubegym-runner report``) -------
+
+#: Keyword arguments of each algorithm's constructor that ``hyperparameters`` may set, i.e.
+#: ``kubegym_runner.algorithms.hyperparameter_names`` of the installed stable-baselines3 and
+#: sb3-contrib (a unit test keeps the two equal). It lives here so that the operator, which
+#: must not import SB3, can reject a search over an unknown name before creating any run.
+HYPERPARAMETER_NAMES: dict[str, frozenset[str]] = {
+    "PPO": frozenset(
+        {
+            "batch_size",
+            "clip_range",
+            "clip_range_vf",
+            "ent_coef",
+            "gae_lambda",
+            "gamma",
+            "learning_rate",
+            "max_grad_norm",
+            "n_epochs",
+            "n_steps",
+            "normalize_advantage",
+            "policy_kwargs",
+            "rollout_buffer_class",
+            "rollout_buffer_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "target_kl",
+            "use_sde",
+            "verbose",
+            "vf_coef",
+        }
+    ),
+    "A2C": frozenset(
+        {
+            "ent_coef",
+            "gae_lambda",
+            "gamma",
+            "learning_rate",
+            "max_grad_norm",
+            "n_steps",
+            "normalize_advantage",
+            "policy_kwargs",
+            "rms_prop_eps",
+            "rollout_buffer_class",
+            "rollout_buffer_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "use_rms_prop",
+            "use_sde",
+            "verbose",
+            "vf_coef",
+        }
+    ),
+    "DQN": frozenset(
+        {
+            "batch_size",
+            "buffer_size",
+            "exploration_final_eps",
+            "exploration_fraction",
+            "exploration_initial_eps",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "max_grad_norm",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "stats_window_size",
+            "target_update_interval",
+            "tau",
+            "train_freq",
+            "verbose",
+        }
+    ),
+    "SAC": frozenset(
+        {
+            "action_noise",
+            "batch_size",
+            "buffer_size",
+            "ent_coef",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "target_entropy",
+            "target_update_interval",
+            "tau",
+            "train_freq",
+            "use_sde",
+            "use_sde_at_warmup",
+            "verbose",
+        }
+    ),
+    "TD3": frozenset(
+        {
+            "action_noise",
+            "batch_size",
+            "buffer_size",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_delay",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "stats_window_size",
+            "target_noise_clip",
+            "target_policy_noise",
+            "tau",
+            "train_freq",
+            "verbose",
+        }
+    ),
+    "DDPG": frozenset(
+        {
+            "action_noise",
+            "batch_size",
+            "buffer_size",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "tau",
+            "train_freq",
+            "verbose",
+        }
+    ),
+    "RecurrentPPO": frozenset(
+        {
+            "batch_size",
+            "clip_range",
+            "clip_range_vf",
+            "ent_coef",
+            "gae_lambda",
+            "gamma",
+            "learning_rate",
+            "max_grad_norm",
+            "n_epochs",
+            "n_steps",
+            "normalize_advantage",
+            "policy_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "target_kl",
+            "use_sde",
+            "verbose",
+            "vf_coef",
+        }
+    ),
+    "QRDQN": frozenset(
+        {
+            "batch_size",
+            "buffer_size",
+            "exploration_final_eps",
+            "exploration_fraction",
+            "exploration_initial_eps",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "max_grad_norm",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "stats_window_size",
+            "target_update_interval",
+            "tau",
+            "train_freq",
+            "verbose",
+        }
+    ),
+    "TQC": frozenset(
+        {
+            "action_noise",
+            "batch_size",
+            "buffer_size",
+            "ent_coef",
+            "gamma",
+            "gradient_steps",
+            "learning_rate",
+            "learning_starts",
+            "n_steps",
+            "optimize_memory_usage",
+            "policy_kwargs",
+            "replay_buffer_class",
+            "replay_buffer_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "target_entropy",
+            "target_update_interval",
+            "tau",
+            "top_quantiles_to_drop_per_net",
+            "train_freq",
+            "use_sde",
+            "use_sde_at_warmup",
+            "verbose",
+        }
+    ),
+    "TRPO": frozenset(
+        {
+            "batch_size",
+            "cg_damping",
+            "cg_max_steps",
+            "gae_lambda",
+            "gamma",
+            "learning_rate",
+            "line_search_max_iter",
+            "line_search_shrinking_factor",
+            "n_critic_updates",
+            "n_steps",
+            "normalize_advantage",
+            "policy_kwargs",
+            "rollout_buffer_class",
+            "rollout_buffer_kwargs",
+            "sde_sample_freq",
+            "stats_window_size",
+            "sub_sampling_factor",
+            "target_kl",
+            "use_sde",
+            "verbose",
+        }
+    ),
+    "MaskablePPO": frozenset(
+        {
+            "batch_size",
+            "clip_range",
+            "clip_range_vf",
+            "ent_coef",
+            "gae_lambda",
+            "gamma",
+            "learning_rate",
+            "max_grad_norm",
+            "n_epochs",
+            "n_steps",
+            "normalize_advantage",
+            "policy_kwargs",
+            "rollout_buffer_class",
+            "rollout_buffer_kwargs",
+            "stats_window_size",
+            "target_kl",
+            "verbose",
+            "vf_coef",
+        }
+    ),
+}
+#: rl-zoo3's action-noise keys, which the runner turns into ``action_noise`` for off-policy algorithms.
+ACTION_NOISE_KEYS = frozenset({"noise_type", "noise_std"})
+#: Constructor arguments set elsewhere than ``hyperparameters`` (where, for the message).
+RESERVED_HYPERPARAMETERS: dict[str, str] = {
+    "policy": "template.policy",
+    "env": "template.environment",
+    "seed": "spec.seeds",
+    "device": "template.device",
+    "tensorboard_log": "nowhere (the runner manages it)",
+    "_init_setup_model": "nowhere (the runner manages it)",
+}
+
+
+def allowed_hyperparameters(algorithm: Algorithm | str) -> frozenset[str]:
+    """Names ``hyperparameters`` may use for ``algorithm`` (what the runner accepts)."""
+    name = Algorithm(algorithm).value
+    extra = ACTION_NOISE_KEYS if name in OFF_POLICY else frozenset()
+    return HYPERPARAMETER_NAMES[name] | extra
+
+
+class ObjectiveMetric(enum.StrEnum):
+    """The number that scores one run of an Experiment."""
+
+    #: Mean return of the run's final evaluation (``status.result.meanReward``).
+    FinalReward = "FinalReward"
+    #: Best mean return over the run's periodic evaluations and its final one.
+    BestEvaluation = "BestEvaluation"
+    #: Mean of the evaluation curve (periodic evaluations): rewards learning fast, not only well.
+    MeanEvaluation = "MeanEvaluation"
+    #: The run's model's score in the Experiment's final Benchmark (needs ``spec.benchmark``).
+    Benchmark = "Benchmark"
+
+
+class Direction(enum.StrEnum):
+    Maximize = "Maximize"
+    Minimize = "Minimize"
+
+
+class Objective(Model):
+    """How runs are scored and configurations compared."""
+
+    metric: ObjectiveMetric = Field(
+        default=ObjectiveMetric.FinalReward,
+        description="Score of one run: FinalReward (its final evaluation's mean return), BestEvaluation, "
+        "MeanEvaluation (mean of the evaluation curve) or Benchmark (its score in the final Benchmark). "
+        "An early-stopped run scores its last evaluation for FinalReward.",
+    )
+    direction: Direction = Field(default=Direction.Maximize, description="Maximize or Minimize the score.")
+    statistic: Statistic = Field(
+        default=Statistic.IQM,
+        description="Aggregate of a configuration's run scores across seeds: IQM (interquartile mean, robust "
+        "to one lucky or unlucky seed), Mean or Median; reported with a 95% bootstrap confidence interval.",
+    )
+
+
+class ReportConfiguration(Model):
+    """One point of the search: an id and the hyperparameters it sets."""
+
+    id: str = Field(min_length=1, max_length=63)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunOutcome(enum.StrEnum):
+    """How a run of an Experiment ended, as the report sees it."""
+
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    EarlyStopped = "EarlyStopped"
+
+
+class ReportRun(Model):
+    """One finished run of an Experiment, and where its artifacts are."""
+
+    name: str = Field(min_length=1, max_length=253)
+    configuration: str = Field(min_length=1, max_length=63)
+    seed: int = Field(ge=0)
+    outcome: RunOutcome
+    #: Key prefix of the run's artifacts (``<prefix>/<namespace>/<name>``): ``eval/`` is read.
+    run_prefix: str
+    total_timesteps: int | None = Field(default=None, ge=1)
+    #: Name of the run's model in the final Benchmark, if it was benchmarked.
+    benchmark_model: str | None = None
+
+
+class ExperimentReportConfig(Model):
+    """Everything `kubegym-runner report` needs, rendered by the operator from an Experiment."""
+
+    kind: Literal["report"] = "report"
+    experiment: str = Field(min_length=1)
+    objective: Objective = Field(default_factory=Objective)
+    configurations: list[ReportConfiguration] = Field(min_length=1)
+    runs: list[ReportRun] = Field(min_length=1)
+    #: Key prefixes of the final Benchmarks (their ``report/episodes.csv`` are read), if any.
+    benchmark_prefixes: list[str] = Field(default_factory=list)
+    confidence_level: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
+    bootstrap_seed: int = Field(default=0, ge=0)
+    storage: S3Storage
+    #: Key prefix of the Experiment's own artifacts (``<prefix>/<namespace>/experiments/<name>``).
+    run_prefix: str
+    report_to: RunRef | None = None
+
+
+class ConfigurationResult(Model):
+    """A configuration's runs aggregated across seeds (written by the report Job)."""
+
+    rank: int = Field(ge=1, description="1 is the best; configurations without a score are not ranked.")
+    configuration: str = Field(description="Configuration id (c0, c1, ...).")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What this configuration sets.")
+    runs: int = Field(ge=0, description="Runs with a score (failed runs have none).")
+    failed: int = Field(default=0, ge=0, description="Runs that failed.")
+    early_stopped: int = Field(default=0, ge=0, description="Runs stopped by the early-stopping rule.")
+    score: float = Field(description="The objective's statistic (IQM by default) of the run scores.")
+    ci_lower: float = Field(description="Lower end of the score's bootstrap confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's bootstrap confidence interval.")
+    mean: float = Field(description="Mean of the run scores.")
+    std: float = Field(ge=0, description="Population standard deviation of the run scores.")
+    min: float = Field(description="Lowest run score.")
+    max: float = Field(description="Highest run score.")
+
+
+class BestConfiguration(Model):
+    """The winning configuration (written by the report Job)."""
+
+    configuration: str = Field(description="Configuration id.")
+    summary: str = Field(description="Its hyperparameters in one line (name=value, ...).")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What it sets.")
+    score: float = Field(description="Its score (the objective's statistic across seeds).")
+    ci_lower: float = Field(description="Lower end of the score's confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's confidence interval.")
+
+
+class ExperimentReportFiles(Model):
+    """Where an Experiment's report is in S3, and how its numbers were computed."""
+
+    runs_csv: str | None = Field(default=None, description="Per-run table (CSV): seed, hyperparameters, scores.")
+    runs_parquet: str | None = Field(default=None, description="The per-run table as Parquet.")
+    configurations_csv: str | None = Field(default=None, description="Per-configuration aggregates (CSV).")
+    curves_csv: str | None = Field(default=None, description="Every evaluation of every run (long format CSV).")
+    learning_curves_png: str | None = Field(
+        default=None, description="Evaluation return against timesteps: mean and CI band per configuration."
+    )
+    final_scores_png: str | None = Field(default=None, description="Run scores and the statistic with its CI.")
+    report_json: str | None = Field(default=None, description="Index: settings, aggregates, best, versions.")
+    statistic: Statistic | None = Field(default=None, description="Statistic of the aggregates.")
+    confidence_level: float | None = Field(default=None, description="Coverage of the intervals.")
+    method: str | None = Field(default=None, description="How the intervals were computed.")
+    bootstrap_resamples: int | None = Field(default=None, description="Bootstrap resamples.")
+    bootstrap_seed: int | None = Field(default=None, description="Seed of the bootstrap (for recomputation).")
+    created_at: datetime | None = Field(default=None, description="When the report was written.")
 
 
 def dump_config(config: BaseModel) -> str:

@@ -9,6 +9,15 @@ or any importable class as ``module:Class`` (or ``module.Class``, rl-zoo3's spel
 
 Each copy is built by a picklable :class:`EnvFactory`, so ``subproc`` workers import the
 custom module themselves, as gymnasium's registry does not cross process boundaries.
+
+Wrapper order, bottom to top: the env, the spec's ``wrappers`` (they define the task:
+a ``TimeLimit`` must end episodes where ``Monitor`` sees it), SB3's ``Monitor`` (the
+episode returns reported in progress and evaluations), then a preset's ``env_wrapper``
+(as rl-zoo3 places it, so ``AtariWrapper``'s life-loss episodes and clipped rewards
+shape training while scores stay those of whole games).
+
+Importing rl-zoo3 (every plan does) swaps gymnasium's ``TimeLimit`` for its
+``PatchedTimeLimit`` subclass, which also sets ``info["TimeLimit.truncated"]``.
 """
 
 from __future__ import annotations
@@ -116,9 +125,7 @@ def resolve_wrapper(name: str) -> Callable[..., gym.Env]:
     known = short_wrapper_names()
     matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(matches)}? " if matches else ""
-    raise UserError(
-        f"unknown wrapper {name!r}: {hint}use one of {', '.join(known)} or 'module:Class'"
-    )
+    raise UserError(f"unknown wrapper {name!r}: {hint}use one of {', '.join(known)} or 'module:Class'")
 
 
 def _ignore_termination_in_worker() -> None:
@@ -133,8 +140,8 @@ def _ignore_termination_in_worker() -> None:
 class EnvFactory:
     """Makes one environment copy: imports the custom module, makes the env, wraps it.
 
-    Called by stable-baselines3's ``make_vec_env`` (which adds ``Monitor`` below the
-    wrappers, so episode returns are those of the true environment).
+    Called by stable-baselines3's ``make_vec_env``, which puts ``Monitor`` on what
+    :meth:`__call__` returns and :meth:`wrap` on top of that.
     """
 
     env_id: str
@@ -144,7 +151,7 @@ class EnvFactory:
     preset_wrapper: EnvWrapper | None = None
 
     def make(self, **kwargs: Any) -> gym.Env:
-        """The bare environment (no wrappers), from the registry or a ``module:Class``."""
+        """The bare environment, from the registry or a ``module:Class``."""
         register_builtin_envs()
         if self.module:
             import_module(self.module, "environment")
@@ -163,17 +170,17 @@ class EnvFactory:
         check_env_id(self.env_id)
         return gym.make(self.env_id, **kwargs)
 
-    def wrap(self, env: gym.Env) -> gym.Env:
-        """Apply the preset's wrapper, then the spec's wrappers in order."""
+    def __call__(self, **kwargs: Any) -> gym.Env:
+        """The env with the spec's wrappers applied in order (what ``Monitor`` measures)."""
         _ignore_termination_in_worker()
-        if self.preset_wrapper is not None:
-            env = self.preset_wrapper(env)
+        env = self.make(**kwargs)
         for wrapper in self.wrappers:
             env = resolve_wrapper(wrapper.name)(env, **wrapper.kwargs)
         return env
 
-    def __call__(self, **kwargs: Any) -> gym.Env:
-        return self.make(**kwargs)
+    def wrap(self, env: gym.Env) -> gym.Env:
+        """The preset's wrapper, above ``Monitor``."""
+        return self.preset_wrapper(env) if self.preset_wrapper is not None else env
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,7 @@ class EnvPlan:
 def make_single_env(plan: EnvPlan) -> gym.Env:
     """One wrapped copy, to read the observation and action spaces before training."""
     try:
-        return plan.factory.wrap(plan.factory.make(**plan.kwargs))
+        return plan.factory.wrap(plan.factory(**plan.kwargs))
     except UserError:
         raise
     except Exception as e:  # gymnasium raises many types for bad ids, kwargs and wrappers

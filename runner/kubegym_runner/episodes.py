@@ -8,7 +8,9 @@ MaskablePPO is evaluated with its action masks, recurrent policies with their st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -46,25 +48,51 @@ class EpisodeStats:
         }
 
 
+class EvaluationInterruptedError(Exception):
+    """``should_stop`` turned true during an evaluation (SIGTERM): its episodes are discarded."""
+
+
 def run_episodes(
-    model: BaseAlgorithm, env: VecEnv, episodes: int, deterministic: bool
+    model: BaseAlgorithm,
+    env: VecEnv,
+    episodes: int,
+    deterministic: bool,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EpisodeStats:
-    """Play ``episodes`` episodes with ``model`` on ``env`` (its VecNormalize already synced)."""
+    """Play ``episodes`` episodes with ``model`` on ``env`` (its VecNormalize already synced).
+
+    ``should_stop`` is polled every step: a long evaluation (Atari games) must not outlast
+    the pod's termination grace period.
+    """
     from sb3_contrib import MaskablePPO
+
+    def check(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+        if should_stop is not None and should_stop():
+            raise EvaluationInterruptedError
 
     if isinstance(model, MaskablePPO):
         from sb3_contrib.common.maskable.evaluation import evaluate_policy as maskable_evaluate
 
         rewards, lengths = maskable_evaluate(
-            model, env, n_eval_episodes=episodes, deterministic=deterministic,
-            return_episode_rewards=True, warn=False,
+            model,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            warn=False,
+            callback=check,
         )
     else:
         from stable_baselines3.common.evaluation import evaluate_policy
 
         rewards, lengths = evaluate_policy(
-            model, env, n_eval_episodes=episodes, deterministic=deterministic,
-            return_episode_rewards=True, warn=False,
+            model,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            warn=False,
+            callback=check,
         )
     return EpisodeStats(
         timesteps=model.num_timesteps,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import shutil
 import tempfile
@@ -45,7 +46,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 from kubegym_runner import report
 from kubegym_runner.algorithms import algorithm_class
 from kubegym_runner.checkpoints import MANIFEST_NAME, MODEL_NAME, VECNORMALIZE_NAME, Manifest, read_manifest
-from kubegym_runner.compute import configure_threads, resolve_device
+from kubegym_runner.compute import resolve_device
 from kubegym_runner.config import (
     BenchmarkArtifacts,
     BenchmarkEntry,
@@ -56,7 +57,7 @@ from kubegym_runner.config import (
     EvaluateConfig,
 )
 from kubegym_runner.envs import EnvFactory, EnvPlan, make_single_env
-from kubegym_runner.errors import UserError
+from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.progress import RateLimiter, StatusWriter
 from kubegym_runner.storage import S3Uri, Storage, sha256_file
 
@@ -95,6 +96,8 @@ class ModelFiles:
     algorithm: str
     archive: Path
     vecnormalize: Path | None
+    #: The archive's own location, for messages.
+    archive_uri: str = ""
 
 
 def _model_locations(uri: str) -> tuple[S3Uri, S3Uri]:
@@ -143,25 +146,29 @@ def fetch_model(storage: Storage, source: BenchmarkModel, directory: Path) -> Mo
         raise EntryError(
             f"cannot tell which algorithm saved {source.uri} (no {MANIFEST_NAME} beside it): set the model's algorithm"
         )
-    return ModelFiles(source.name, source.uri, str(algorithm), archive, vecnormalize if has_stats else None)
+    return ModelFiles(
+        source.name, source.uri, str(algorithm), archive, vecnormalize if has_stats else None, str(archive_uri)
+    )
 
 
 def load_model(files: ModelFiles, device: str) -> BaseAlgorithm:
     """Load the archive with its algorithm's class; any failure is this model's error."""
     if not zipfile.is_zipfile(files.archive):
-        raise EntryError(f"{files.uri} is not a stable-baselines3 model archive (not a zip file: corrupt or wrong file)")
+        raise EntryError(
+            f"{files.archive_uri} is not a stable-baselines3 model archive (not a zip file: corrupt or wrong file)"
+        )
     with zipfile.ZipFile(files.archive) as archive:
         names = set(archive.namelist())
     if "data" not in names:
-        raise EntryError(f"{files.uri} is not a stable-baselines3 model archive (no 'data' member)")
+        raise EntryError(f"{files.archive_uri} is not a stable-baselines3 model archive (no 'data' member)")
     try:
         cls = algorithm_class(files.algorithm)
     except UserError as e:
         raise EntryError(str(e)) from e
     try:
         return cls.load(files.archive, device=device, custom_objects=dict(CUSTOM_OBJECTS), print_system_info=False)
-    except Exception as e:  # noqa: BLE001 - untrusted archive: whatever it raises is its own failure
-        raise EntryError(f"cannot load {files.uri} as {cls.__name__}: {type(e).__name__}: {e}") from e
+    except Exception as e:  # untrusted archive: whatever it raises is its own failure
+        raise EntryError(f"cannot load {files.archive_uri} as {cls.__name__}: {type(e).__name__}: {e}") from e
 
 
 # --- environments ----------------------------------------------------------------------
@@ -190,14 +197,16 @@ def build_env(spec: BenchmarkEnvironment, n_envs: int, vecnormalize: Path | None
         )
     except UserError as e:
         raise EntryError(str(e)) from e
-    except Exception as e:  # noqa: BLE001 - a custom environment may raise anything
+    except Exception as e:  # a custom environment may raise anything
         raise EntryError(f"cannot make environment {spec.id!r}: {type(e).__name__}: {e}") from e
     if vecnormalize is not None:
         try:
             env = VecNormalize.load(str(vecnormalize), env)
-        except Exception as e:  # noqa: BLE001 - an untrusted pickle
+        except Exception as e:  # an untrusted pickle
             env.close()
-            raise EntryError(f"the model's VecNormalize statistics do not fit {spec.id}: {type(e).__name__}: {e}") from e
+            raise EntryError(
+                f"the model's VecNormalize statistics do not fit {spec.id}: {type(e).__name__}: {e}"
+            ) from e
         env.training = False
         env.norm_reward = False
     if spec.frame_stack:
@@ -326,7 +335,7 @@ def evaluate_entry(
             set_random_seed(seed)
             try:
                 played = play(env, predict, config.episodes)
-            except Exception as e:  # noqa: BLE001 - the policy or the environment crashed
+            except Exception as e:  # the policy or the environment crashed
                 raise EntryError(f"evaluation of {files.name} on {spec.id} failed: {type(e).__name__}: {e}") from e
             seconds += played.seconds
             latencies += played.latencies_ns
@@ -344,28 +353,55 @@ def evaluate_entry(
 # --- the run ---------------------------------------------------------------------------
 
 
-class BenchmarkReporter:
-    """Writes the runner's status fields, progress rate limited, the final write always."""
+def single_threaded() -> None:
+    """One torch thread unless ``OMP_NUM_THREADS`` says otherwise: a policy call on a batch of
+    nEnvs observations is latency-bound, and intra-op threads cost more than they save there
+    (measured in bench/bench_evaluate.py); large convolutional policies belong on a GPU."""
+    import torch
 
-    def __init__(self, writer: StatusWriter | None, interval: float) -> None:
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
+class BenchmarkReporter:
+    """Writes the runner's status fields: progress rate limited and best effort; the results
+    with retries, since they are what the Benchmark is for (failing, the pod is retried)."""
+
+    def __init__(self, writer: StatusWriter | None, interval: float, attempts: int = 4, backoff: float = 2.0) -> None:
         self.writer = writer
         self.limiter = RateLimiter(interval)
+        self.attempts = attempts
+        self.backoff = backoff
 
     def progress(self, progress: BenchmarkProgress) -> None:
-        if self.limiter.ready():
-            self._write({"progress": _dump(progress)})
+        if not self.limiter.ready():
+            return
+        self.limiter.mark()
+        try:
+            self._patch({"progress": _dump(progress)})
+        except Exception as e:  # noqa: BLE001 - progress must never stop the evaluation
+            log.warning("progress write failed (%s): %s", type(e).__name__, _first_line(e))
 
     def finish(self, status: dict[str, Any]) -> None:
-        self._write(status)
+        """Write the results; raises :class:`InfraError` when the API server keeps refusing."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._patch(status)
+                return
+            except Exception as e:  # retried, then reported as an infrastructure error
+                if attempt == self.attempts:
+                    raise InfraError(f"cannot write the results to the Benchmark's status: {_first_line(e)}") from e
+                log.warning("results write failed (%s), retrying: %s", type(e).__name__, _first_line(e))
+                time.sleep(self.backoff * attempt)
 
-    def _write(self, status: dict[str, Any]) -> None:
-        self.limiter.mark()
-        if self.writer is None:
-            return
-        try:
+    def _patch(self, status: dict[str, Any]) -> None:
+        if self.writer is not None:
             self.writer.patch({"status": status})
-        except Exception as e:  # noqa: BLE001 - the S3 results stay authoritative
-            log.warning("status write failed (%s): %s", type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def _dump(model: Any) -> Any:
@@ -402,7 +438,7 @@ class Evaluator:
     def run(self) -> Outcome:
         config = self.config
         device = resolve_device(config.device)
-        configure_threads()
+        single_threaded()
         self.storage.check_bucket(config.storage.bucket)
         env_errors = {spec.id: error for spec in config.environments if (error := check_environment(spec)) is not None}
         errors: dict[report.EntryKey, str] = {}
@@ -432,8 +468,13 @@ class Evaluator:
                     errors[key] = error
                 else:
                     t = timings[key]
-                    log.info("%s on %s: %.1f episodes/s, policy p50 %.3f ms", source.name, spec.id,
-                             t.episodes_per_second, t.latency_p50_ms)
+                    log.info(
+                        "%s on %s: %.1f episodes/s, policy p50 %.3f ms",
+                        source.name,
+                        spec.id,
+                        t.episodes_per_second,
+                        t.latency_p50_ms,
+                    )
                 self.done += 1
                 self.reporter.progress(self._progress())
             if files is not None:
@@ -482,7 +523,9 @@ class Evaluator:
         document = {
             "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
             "settings": self.config.model_dump(
-                mode="json", by_alias=True, exclude={"storage", "report_to", "run_prefix", "models"}
+                mode="json",
+                by_alias=True,
+                exclude={"kind", "storage", "report_to", "report_interval_seconds", "run_prefix", "models"},
             ),
             "models": [m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in self.config.models],
             "entries": [_dump(e) for e in entries],
@@ -549,4 +592,3 @@ def evaluate(config: EvaluateConfig, storage: Storage, reporter: BenchmarkReport
             f"first: {first.model} on {first.env}: {first.error} (all errors in status.results)"
         )
     return outcome
-

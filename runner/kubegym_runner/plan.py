@@ -141,6 +141,4 @@ def build_plan(config: TrainConfig) -> TrainingPlan:
 
 def _describe(hyperparameters: dict[str, Any]) -> str:
     """One log line: classes and functions by name, values by repr."""
-    return ", ".join(
-        f"{k}={getattr(v, '__name__', None) or repr(v)}" for k, v in sorted(hyperparameters.items())
-    )
+    return ", ".join(f"{k}={getattr(v, '__name__', None) or repr(v)}" for k, v in sorted(hyperparameters.items()))

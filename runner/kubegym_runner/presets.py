@@ -34,6 +34,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from kubegym_runner.envs import register_builtin_envs
 from kubegym_runner.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def zoo_table(cls: type[BaseAlgorithm]) -> dict[str, Any]:
 def _is_atari(env_id: str) -> bool:
     from rl_zoo3.exp_manager import ExperimentManager
 
+    register_builtin_envs()
     return env_id in gym.registry and ExperimentManager.is_atari(env_id)
 
 
@@ -187,9 +189,7 @@ def preprocess(raw: Mapping[str, Any]) -> ZooSettings:
     )
 
 
-def add_action_noise(
-    hyperparameters: dict[str, Any], action_space: spaces.Space[Any]
-) -> dict[str, Any]:
+def add_action_noise(hyperparameters: dict[str, Any], action_space: spaces.Space[Any]) -> dict[str, Any]:
     """Turn rl-zoo3's ``noise_type``/``noise_std`` into an ``action_noise`` object."""
     if hyperparameters.get("noise_type") is None:
         hyperparameters.pop("noise_type", None)

@@ -22,10 +22,12 @@ from typing import Any, Protocol
 
 from kubegym_runner.config import (
     CheckpointStatus,
+    EvaluationPoint,
     EvaluationResult,
     RunRef,
     TrainingProgress,
     TrainingResult,
+    thin_evaluations,
 )
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,13 @@ def make_progress(
     episodes: int,
     last_evaluation: EvaluationResult | None,
     resumed_from_step: int,
+    evaluations: Iterable[EvaluationPoint] = (),
     now: datetime | None = None,
 ) -> TrainingProgress:
-    """A ``status.progress`` snapshot; the fraction is clamped (rollouts overshoot the total)."""
+    """A ``status.progress`` snapshot; the fraction is clamped (rollouts overshoot the total).
+
+    ``evaluations`` is the run's evaluation history, thinned to a status-sized curve.
+    """
     rewards, lengths = list(episode_rewards), list(episode_lengths)
     fraction = min(1.0, timesteps / total_timesteps) if total_timesteps > 0 else 0.0
     return TrainingProgress(
@@ -105,6 +111,7 @@ def make_progress(
         mean_episode_length=finite(sum(lengths) / len(lengths), 1) if lengths else None,
         episodes=episodes,
         last_evaluation=last_evaluation,
+        evaluations=thin_evaluations(list(evaluations)),
         resumed_from_step=resumed_from_step,
         update_time=(now or datetime.now(UTC)).replace(microsecond=0),
     )
@@ -168,9 +175,7 @@ class KubernetesStatusWriter:
 class ProgressReporter:
     """Keeps the latest progress, checkpoint and result state and writes it, rate limited."""
 
-    def __init__(
-        self, writer: StatusWriter | None, interval: float, clock: Clock = time.monotonic
-    ) -> None:
+    def __init__(self, writer: StatusWriter | None, interval: float, clock: Clock = time.monotonic) -> None:
         self.writer = writer
         self.limiter = RateLimiter(interval, clock)
         self.progress: TrainingProgress | None = None
@@ -193,9 +198,7 @@ class ProgressReporter:
         """Record the checkpoint state; it goes out with the next write."""
         self.checkpoints = checkpoints
 
-    def finish(
-        self, progress: TrainingProgress | None = None, result: TrainingResult | None = None
-    ) -> None:
+    def finish(self, progress: TrainingProgress | None = None, result: TrainingResult | None = None) -> None:
         """The final write, regardless of the rate limit."""
         if progress is not None:
             self.progress = progress

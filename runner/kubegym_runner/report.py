@@ -18,6 +18,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -186,21 +187,24 @@ def compute_ranking(
     ranked_envs = [env for env in envs if any((m, env) in returns for m in models)]
     rankable = [m for m in models if ranked_envs and all((m, env) in returns for env in ranked_envs)]
     unranked = [m for m in models if m not in rankable]
-    normalization = "MinMax" if len(ranked_envs) > 1 else "None"
+    normalization: Literal["None", "MinMax"] = "MinMax" if len(ranked_envs) > 1 else "None"
     if normalization == "MinMax":
         scaled = stats.min_max_normalize({env: {m: returns[(m, env)] for m in rankable} for env in ranked_envs})
         scores = {m: [scaled[env][m] for env in ranked_envs] for m in rankable}
     else:
         scores = {m: [returns[(m, env)] for env in ranked_envs] for m in rankable}
-    bootstrap = {"confidence": settings.confidence, "resamples": settings.resamples, "seed": settings.seed}
-    ranked = stats.rank(scores, settings.statistic, **bootstrap)
+    ranked = stats.rank(
+        scores, settings.statistic, confidence=settings.confidence, resamples=settings.resamples, seed=settings.seed
+    )
     improvement = None
     if len(ranked) >= 2:
         leader, runner_up = ranked[0].agent, ranked[1].agent
         p = stats.probability_of_improvement(
             [returns[(leader, env)] for env in ranked_envs],
             [returns[(runner_up, env)] for env in ranked_envs],
-            **bootstrap,
+            confidence=settings.confidence,
+            resamples=settings.resamples,
+            seed=settings.seed,
         )
         improvement = ImprovementProbability(
             leader=leader,
@@ -269,7 +273,7 @@ def comparison_png(
     rng = np.random.default_rng(0)
     for ax, env in zip(axes[0], panels, strict=True):
         ax.set_yticks(range(len(models)), models)
-        ax.invert_yaxis()
+        ax.set_ylim(len(models) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
         if env is None:
             for y, r in enumerate(ranking.models):

@@ -44,11 +44,11 @@ def iqm(samples: npt.ArrayLike, axis: int = -1) -> Array:
 
 
 def _mean(samples: npt.ArrayLike, axis: int = -1) -> Array:
-    return np.asarray(np.mean(samples, axis=axis), dtype=np.float64)
+    return np.asarray(np.mean(np.asarray(samples, dtype=np.float64), axis=axis), dtype=np.float64)
 
 
 def _median(samples: npt.ArrayLike, axis: int = -1) -> Array:
-    return np.asarray(np.median(samples, axis=axis), dtype=np.float64)
+    return np.asarray(np.median(np.asarray(samples, dtype=np.float64), axis=axis), dtype=np.float64)
 
 
 STATISTICS: Mapping[Statistic, StatisticFn] = {
@@ -217,9 +217,7 @@ def min_max_normalize(by_stratum: Mapping[str, Mapping[str, npt.ArrayLike]]) -> 
         lo = min(float(a.min()) for a in arrays.values())
         hi = max(float(a.max()) for a in arrays.values())
         span = hi - lo
-        out[stratum] = {
-            agent: (a - lo) / span if span > 0 else np.zeros_like(a) for agent, a in arrays.items()
-        }
+        out[stratum] = {agent: (a - lo) / span if span > 0 else np.zeros_like(a) for agent, a in arrays.items()}
     return out
 
 

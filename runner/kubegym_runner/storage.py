@@ -179,9 +179,7 @@ class Storage:
     def put_bytes(self, uri: S3Uri, data: bytes, content_type: str = "application/json") -> None:
         """Write a small object in one request."""
         with translate_errors("write of", uri):
-            self.client.put_object(
-                Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type
-            )
+            self.client.put_object(Bucket=uri.bucket, Key=uri.key, Body=data, ContentType=content_type)
 
     def get_bytes(self, uri: S3Uri) -> bytes | None:
         """Read a small object; ``None`` when it does not exist."""

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,14 @@ from kubegym_runner.compute import configure_threads, resolve_device
 from kubegym_runner.config import (
     CheckpointStatus,
     EvaluationConfig,
+    EvaluationPoint,
     EvaluationResult,
     TrainConfig,
     TrainingProgress,
     TrainingResult,
 )
 from kubegym_runner.envs import build_vec_env
-from kubegym_runner.episodes import EpisodeStats, run_episodes
+from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, run_episodes
 from kubegym_runner.errors import TerminatedError, UserError
 from kubegym_runner.plan import TrainingPlan, build_plan
 from kubegym_runner.progress import ProgressReporter, Throughput, make_progress
@@ -65,6 +68,8 @@ from kubegym_runner.storage import S3Uri, Storage
 
 log = logging.getLogger(__name__)
 
+#: What loading a model archive of another algorithm, env or library version raises.
+_LOAD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError)
 #: Offset of the evaluation env's seed from the training seed (distinct episodes).
 EVAL_SEED_OFFSET = 1_000_003
 EVALUATIONS_NAME = "evaluations.json"
@@ -97,8 +102,7 @@ def resolve_resume_folder(storage: Storage, uri: S3Uri) -> S3Uri:
     if read_manifest(storage, run.final) is not None:
         return run.final
     raise UserError(
-        f"resumeFrom {uri}: no complete checkpoint there (no manifest.json, "
-        "no complete checkpoints/<step>/, no final/)"
+        f"resumeFrom {uri}: no complete checkpoint there (no manifest.json, no complete checkpoints/<step>/, no final/)"
     )
 
 
@@ -148,6 +152,8 @@ class Trainer:
         device = resolve_device(self.config.device)
         configure_threads()
         self._plan = build_plan(self.config)
+        if self.config.checkpoint.save_replay_buffer and not is_off_policy(self.plan.algorithm):
+            log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
         self.storage.check_bucket(self.layout.root.bucket)
         self._stop_if_terminated()
 
@@ -169,8 +175,11 @@ class Trainer:
     def _learn(self) -> None:
         remaining = self.plan.total_timesteps - self.model.num_timesteps
         if remaining <= 0:
-            log.info("checkpoint is at %d of %d timesteps: nothing to train",
-                     self.model.num_timesteps, self.plan.total_timesteps)
+            log.info(
+                "checkpoint is at %d of %d timesteps: nothing to train",
+                self.model.num_timesteps,
+                self.plan.total_timesteps,
+            )
             return
         callbacks = [
             StopOnTermination(self.termination),
@@ -180,8 +189,9 @@ class Trainer:
         if self.config.evaluation is not None:
             callbacks.append(PeriodicCallback(self.config.evaluation.every_steps, self.evaluate))
         callbacks.extend(self.plan.extra_callbacks)
-        log.info("training %d timesteps (from %d to %d)", remaining,
-                 self.model.num_timesteps, self.plan.total_timesteps)
+        log.info(
+            "training %d timesteps (from %d to %d)", remaining, self.model.num_timesteps, self.plan.total_timesteps
+        )
         self.started = time.monotonic()
         self.throughput.start(self.model.num_timesteps)
         self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
@@ -210,10 +220,14 @@ class Trainer:
             write_folder(self.storage, self.layout.final, files, **self._manifest_fields())
         log.info("final model: %s", self.layout.final)
         evaluation = self.config.evaluation or EvaluationConfig()
-        stats = self._run_evaluation(evaluation)
-        self.storage.put_bytes(
-            self.layout.eval.join(FINAL_EVALUATION_NAME), json.dumps(stats.to_json()).encode()
-        )
+        try:
+            stats = self._run_evaluation(evaluation)
+        except EvaluationInterruptedError:
+            raise TerminatedError(
+                f"terminated during the final evaluation at timestep {step}; the model is in {self.layout.final}",
+                self.termination.exit_code,
+            ) from None
+        self.storage.put_bytes(self.layout.eval.join(FINAL_EVALUATION_NAME), json.dumps(stats.to_json()).encode())
         summary = stats.summary()
         self.last_evaluation = summary
         result = TrainingResult(
@@ -223,8 +237,12 @@ class Trainer:
             episodes=summary.episodes,
             model_uri=str(self.layout.final),
         )
-        log.info("final evaluation: %.3f +/- %.3f over %d episodes",
-                 summary.mean_reward, summary.std_reward, summary.episodes)
+        log.info(
+            "final evaluation: %.3f +/- %.3f over %d episodes",
+            summary.mean_reward,
+            summary.std_reward,
+            summary.episodes,
+        )
         self.reporter.finish(self.progress(), result)
         return result
 
@@ -269,14 +287,14 @@ class Trainer:
 
         model_path = start.file(MODEL_NAME)
         if model_path is None:
+            env.close()
             raise UserError(f"{start.checkpoint.folder} has no {MODEL_NAME}")
         try:
             model = plan.algorithm.load(model_path, env=env, device=device, print_system_info=False)
-        except (TypeError, ValueError, AssertionError, KeyError, RuntimeError) as e:
+        except (*_LOAD_ERRORS, AssertionError, RuntimeError) as e:
             env.close()
             raise UserError(
-                f"checkpoint {start.checkpoint.folder} does not fit {plan.algorithm.__name__} "
-                f"on {plan.env.env_id}: {e}"
+                f"checkpoint {start.checkpoint.folder} does not fit {plan.algorithm.__name__} on {plan.env.env_id}: {e}"
             ) from e
         model.set_random_seed(seed + step)
         buffer = start.file(REPLAY_BUFFER_NAME)
@@ -327,31 +345,39 @@ class Trainer:
         self.last_checkpoint_step = step
         deleted, kept = prune(self.storage, self.layout.checkpoints, self.config.checkpoint.keep_last)
         log.info("checkpoint %s (%d kept, %d pruned)", folder, len(kept), len(deleted))
-        self.reporter.set_checkpoints(
-            CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept))
-        )
+        self.reporter.set_checkpoints(CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept)))
 
     def _run_evaluation(self, evaluation: EvaluationConfig) -> EpisodeStats:
         if self._eval_env is None:
-            self._eval_env = build_vec_env(
-                self.plan.env, seed=self.config.seed + EVAL_SEED_OFFSET, evaluation=True
-            )
+            self._eval_env = build_vec_env(self.plan.env, seed=self.config.seed + EVAL_SEED_OFFSET, evaluation=True)
         train_env = self.model.get_env()
         if train_env is not None and self.model.get_vec_normalize_env() is not None:
             sync_envs_normalization(train_env, self._eval_env)
-        return run_episodes(self.model, self._eval_env, evaluation.episodes, evaluation.deterministic)
+        return run_episodes(
+            self.model,
+            self._eval_env,
+            evaluation.episodes,
+            evaluation.deterministic,
+            should_stop=lambda: self.termination.requested,
+        )
 
     def evaluate(self) -> None:
         """Periodic evaluation: record it in ``eval/evaluations.json`` and the progress."""
         assert self.config.evaluation is not None
-        stats = self._run_evaluation(self.config.evaluation)
+        try:
+            stats = self._run_evaluation(self.config.evaluation)
+        except EvaluationInterruptedError:
+            log.info("evaluation interrupted by termination")
+            return
         self.last_evaluation = stats.summary()
         self.evaluations.append(stats.to_json())
-        self.storage.put_bytes(
-            self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode()
+        self.storage.put_bytes(self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode())
+        log.info(
+            "evaluation at %d: %.3f +/- %.3f",
+            stats.timesteps,
+            self.last_evaluation.mean_reward,
+            self.last_evaluation.std_reward,
         )
-        log.info("evaluation at %d: %.3f +/- %.3f", stats.timesteps,
-                 self.last_evaluation.mean_reward, self.last_evaluation.std_reward)
 
     def _load_evaluations(self, step: int) -> None:
         """Continue the evaluation history of a restarted run (dropping entries past ``step``)."""
@@ -367,9 +393,7 @@ class Trainer:
         if self.evaluations:
             last = self.evaluations[-1]
             fields = ("timesteps", "meanReward", "stdReward", "episodes")
-            self.last_evaluation = EvaluationResult.model_validate(
-                {key: last[key] for key in fields if key in last}
-            )
+            self.last_evaluation = EvaluationResult.model_validate({key: last[key] for key in fields if key in last})
 
     # --- progress ----------------------------------------------------------------------
 
@@ -385,6 +409,10 @@ class Trainer:
             episode_lengths=[float(e["l"]) for e in buffer],
             episodes=self.progress_callback.episodes,
             last_evaluation=self.last_evaluation,
+            evaluations=[
+                EvaluationPoint(timesteps=int(e["timesteps"]), mean_reward=float(e["meanReward"]))
+                for e in self.evaluations
+            ],
             resumed_from_step=self.resumed_from_step,
         )
 

@@ -263,7 +263,8 @@ class TrainingRunStatus(Model):
     )
     message: str | None = Field(default=None, max_length=32768, description="Human-readable details of the phase.")
     conditions: list[Condition] = condition_list_field(
-        "Running, Suspended, Succeeded and Failed, with reasons naming the cause."
+        "Running, Suspended, EarlyStopped (stopped by its Experiment's early-stopping rule), Succeeded "
+        "and Failed, with reasons naming the cause."
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status was computed for."

@@ -55,6 +55,13 @@ class Reason:
     INFRASTRUCTURE_ERROR = "InfrastructureError"
     RUNNER_ERROR = "RunnerError"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    EARLY_STOPPED = "EarlyStopped"
+
+
+#: Set (with the reason as value) by an Experiment that stopped this run early; with
+#: ``spec.suspend`` it makes the run Suspended with reason EarlyStopped and an EarlyStopped
+#: condition, so the run itself says why it holds its remaining budget.
+EARLY_STOPPED_ANNOTATION = "kubegym.io/early-stopped"
 
 
 #: Reasons that are routine; every other one is worth a Warning event.
@@ -68,6 +75,7 @@ _NORMAL_REASONS = frozenset(
         Reason.CONTAINER_CREATING,
         Reason.TRAINING,
         Reason.COMPLETED,
+        Reason.EARLY_STOPPED,
     }
 )
 #: Failure causes that explain a BackoffLimitExceeded better than the Job's own reason.
@@ -363,13 +371,17 @@ def _active(run: Obj, job: Obj, pods: Sequence[Obj], now: datetime, grace: timed
     return _pending(pod, now, grace)
 
 
+def _suspend_verdict(run: Obj, detail: str) -> Verdict:
+    """Suspended by the user, or stopped early by its Experiment (the annotation says why)."""
+    stopped = ((run.get("metadata") or {}).get("annotations") or {}).get(EARLY_STOPPED_ANNOTATION)
+    if stopped:
+        return Verdict(Phase.Suspended.value, Reason.EARLY_STOPPED, f"stopped early by its Experiment: {stopped}")
+    return Verdict(Phase.Suspended.value, Reason.SUSPENDED, detail)
+
+
 def _suspended(run: Obj, job: Obj) -> Verdict | None:
     if (run.get("spec") or {}).get("suspend"):
-        return Verdict(
-            Phase.Suspended.value,
-            Reason.SUSPENDED,
-            "spec.suspend is true; setting it to false resumes from the newest checkpoint",
-        )
+        return _suspend_verdict(run, "spec.suspend is true; setting it to false resumes from the newest checkpoint")
     if not (job.get("spec") or {}).get("suspend"):
         return None
     queue = ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
@@ -382,7 +394,7 @@ def verdict_of(run: Obj, job: Obj | None, pods: Sequence[Obj], *, now: datetime,
     """The phase and cause the cluster shows, ignoring what the status said before."""
     if job is None:
         if (run.get("spec") or {}).get("suspend"):
-            return Verdict(Phase.Suspended.value, Reason.SUSPENDED, "spec.suspend is true")
+            return _suspend_verdict(run, "spec.suspend is true")
         return Verdict(Phase.Pending.value, Reason.JOB_CREATING, "creating the runner Job")
     if job_finished(job):
         return _finished(run, job, pods)
@@ -454,7 +466,8 @@ def conditions_for(
     now: datetime,
     generation: int | None,
 ) -> list[dict[str, Any]]:
-    """Running always; Suspended once it has been true; Succeeded and Failed when true.
+    """Running always; Suspended and EarlyStopped once they have been true; Succeeded and
+    Failed when true.
 
     lastTransitionTime moves only when a condition's status flips.
     """
@@ -474,6 +487,12 @@ def conditions_for(
                 now,
                 generation,
             )
+        )
+    if reason == Reason.EARLY_STOPPED:
+        out.append(_cond("EarlyStopped", True, reason, message, before, now, generation))
+    elif "EarlyStopped" in before:
+        out.append(
+            _cond("EarlyStopped", False, Reason.RESUMED, "the run is no longer stopped", before, now, generation)
         )
     if phase == Phase.Succeeded.value:
         out.append(_cond("Succeeded", True, reason, message, before, now, generation))

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kubegym_operator import GROUP, VERSION
+from kubegym_operator import GROUP, VERSION, metrics
 from kubegym_operator.api.trainingrun import PLURAL
 from kubegym_operator.builders.job import RenderError, checkpoint_uri_of, parse_spec, plan_job_update, render_job
 from kubegym_operator.builders.naming import training_job_name
@@ -53,6 +53,7 @@ def job_path(namespace: str, name: str) -> str:
     return f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
 
 
+@metrics.instrument("TrainingRun")
 def reconcile(
     namespace: str, name: str, settings: Settings, emit: EventSink, now: Callable[[], dt.datetime] | None = None
 ) -> Obj | None:
@@ -76,6 +77,7 @@ def reconcile(
                 f"/api/v1/namespaces/{namespace}/pods", f"batch.kubernetes.io/job-name={job['metadata']['name']}"
             )
         update = compute_status(run, job, pods, now=clock(), settings=settings)
+        metrics.job_started("TrainingRun", job, run.get("status") or {}, update.status)
         if update.stop_job and job is not None:
             log.info("%s/%s failed for good; stopping its Job", namespace, name)
             delete(job_path(namespace, job["metadata"]["name"]))
@@ -98,6 +100,7 @@ def _create(run: Obj, settings: Settings) -> Obj:
     for manifest in render_runner_rbac(run):
         create_if_absent(collection_path(manifest), manifest)
     created = create_if_absent(collection_path(job), job)
+    metrics.job_created("TrainingRun", run)
     log.info("%s/%s: Job %s created", meta["namespace"], meta["name"], job["metadata"]["name"])
     return created
 

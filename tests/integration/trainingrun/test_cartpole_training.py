@@ -81,7 +81,7 @@ def test_cartpole_preset_trains_survives_disruption_and_succeeds(
     # The run succeeds with a solved evaluation.
     wait_until(
         lambda: status(kube, ns, NAME).get("phase") in ("Succeeded", "Failed"),
-        600,
+        1500,
         "the run to finish",
         describe=describe,
     )

@@ -1,6 +1,7 @@
 -- Argo CD health of a kubegym.io TrainingRun, from the status the kubegym operator writes:
 -- phase, reason, message, conditions (Running, Suspended, Succeeded, Failed) and
--- observedGeneration. Lua 5.1, no libraries beyond the base ones Argo CD provides.
+-- observedGeneration. Lua 5.1 with the base and table libraries only, as Argo CD runs it
+-- (no string or math library unless useOpenLibs is set).
 local kind = "TrainingRun"
 
 -- Pending reasons that need a person (wrong image, missing Secret): the operator fails the
@@ -76,7 +77,7 @@ if phase == "Pending" or phase == "Running" then
   else
     hs.status = "Progressing"
   end
-  hs.message = explain(status.reason, status.message, kind .. " is " .. string.lower(phase))
+  hs.message = explain(status.reason, status.message, kind .. " is " .. phase)
   return hs
 end
 

@@ -1,0 +1,1 @@
+"""``kubectl gym``: kubegym's kubectl plugin (reports and uploads)."""

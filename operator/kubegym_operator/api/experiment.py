@@ -1,0 +1,464 @@
+"""The Experiment resource: a study over seeds and hyperparameters, answered by a report.
+
+An Experiment expands ``template`` (a TrainingRun spec) into one TrainingRun per
+configuration of ``search`` and seed of ``seeds``, runs at most ``parallelism`` of them at a
+time, may stop clearly losing runs early (median stopping rule), optionally evaluates the
+finished models in a Benchmark, and ends with a report Job that aggregates the runs across
+seeds (IQM with a bootstrap confidence interval) and writes tables and plots to S3.
+
+What the schema can know is checked at apply time (CEL); the names of an algorithm's
+hyperparameters are stable-baselines3's constructor arguments, which the schema cannot know:
+the operator checks them against :data:`kubegym_runner.config.HYPERPARAMETER_NAMES` before it
+creates any run.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict, JsonValue
+
+from kubegym_operator.api.common import (
+    Condition,
+    Phase,
+    condition_list_field,
+    rules,
+    validation_rule,
+)
+from kubegym_operator.api.crd import PrinterColumn, ResourceKind
+from kubegym_operator.api.trainingrun import TrainingRunSpec
+from kubegym_runner.config import (
+    BestConfiguration,
+    ConfigurationResult,
+    ExperimentReportFiles,
+    Model,
+    Objective,
+)
+
+PLURAL = "experiments"
+KIND = "Experiment"
+
+#: Most seeds per configuration, configurations, and runs (configurations x seeds) of one
+#: Experiment: its status lists every run, and a status must stay well under etcd's limit.
+MAX_SEEDS = 100
+MAX_CONFIGURATIONS = 500
+MAX_RUNS = 500
+#: Most values one grid dimension may list, and most dimensions (bounds for the CEL cost).
+MAX_GRID_VALUES = 64
+MAX_GRID_DIMENSIONS = 32
+
+_NEW_EXPERIMENT = "create a new Experiment instead (a new name, or delete and re-apply)"
+
+
+def _immutable(field: str, *, optional: bool) -> JsonDict:
+    rule = f"self.{field} == oldSelf.{field}"
+    if optional:
+        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+    return validation_rule(
+        rule,
+        f"spec.{field} is immutable: runs were created from it; only parallelism and suspend can change; "
+        + _NEW_EXPERIMENT,
+        field_path=f".{field}",
+        reason="FieldValueForbidden",
+    )
+
+
+class Seeds(Model):
+    """The seeds every configuration is trained with: a count or an explicit list."""
+
+    model_config = rules(
+        validation_rule(
+            "has(self.count) != has(self.values)",
+            "set exactly one of seeds.count (seeds 0 .. count-1) and seeds.values (a list of seeds)",
+            reason="FieldValueInvalid",
+        )
+    )
+
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SEEDS,
+        description="Train each configuration with seeds 0, 1, ..., count-1 (1 to 100).",
+    )
+    values: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SEEDS,
+        description="Train each configuration with exactly these seeds (distinct, 0 to 2^32-1).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    def resolved(self) -> list[int]:
+        """The seeds, in order."""
+        if self.values is not None:
+            return list(self.values)
+        return list(range(self.count or 0))
+
+
+class Distribution(enum.StrEnum):
+    """How a random search draws one hyperparameter."""
+
+    Uniform = "Uniform"
+    LogUniform = "LogUniform"
+    IntUniform = "IntUniform"
+    Choice = "Choice"
+
+
+class RandomParameter(Model):
+    """The distribution of one hyperparameter in a random search."""
+
+    # CEL cannot see ``values`` (its items have no type), so Choice's values are checked by
+    # the model (the operator fails the Experiment with InvalidSpec) and not at apply time.
+    model_config = rules(
+        validation_rule(
+            "self.distribution == 'Choice' ? !has(self.low) && !has(self.high) : has(self.low) && has(self.high)",
+            "Uniform, LogUniform and IntUniform take low and high; Choice takes values only",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.low) || !has(self.high) || "
+            "(self.distribution == 'IntUniform' ? self.low <= self.high : self.low < self.high)",
+            "low must be below high (IntUniform: at most high)",
+            field_path=".low",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "self.distribution != 'LogUniform' || !has(self.low) || self.low > 0.0",
+            "LogUniform needs low > 0",
+            field_path=".low",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _values_for_choice_only(self) -> RandomParameter:
+        if (self.distribution == Distribution.Choice) != (self.values is not None):
+            raise ValueError("Choice takes values; Uniform, LogUniform and IntUniform take low and high")
+        return self
+
+    distribution: Distribution = Field(
+        description="Uniform and LogUniform draw a float in [low, high) (LogUniform uniformly in log space, "
+        "for learning rates); IntUniform an integer in [low, high]; Choice one of values."
+    )
+    low: float | None = Field(default=None, description="Lower bound (Uniform, LogUniform, IntUniform).")
+    high: float | None = Field(default=None, description="Upper bound (Uniform, LogUniform, IntUniform).")
+    values: list[Any] | None = Field(
+        default=None, min_length=1, max_length=256, description="The candidates of a Choice (any JSON values)."
+    )
+
+
+class RandomSearch(Model):
+    """Configurations drawn at random from per-hyperparameter distributions."""
+
+    model_config = rules(
+        validation_rule(
+            "has(self.trials)",
+            "search.random.trials is required: the trial budget, i.e. how many configurations to draw",
+            field_path=".trials",
+            reason="FieldValueRequired",
+        ),
+        validation_rule(
+            "size(self.parameters) > 0",
+            "search.random.parameters is empty: give at least one hyperparameter a distribution",
+            field_path=".parameters",
+            reason="FieldValueRequired",
+        ),
+    )
+
+    trials: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONFIGURATIONS,
+        description="The trial budget: how many configurations to draw (each trained with every seed). Required.",
+    )
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="Seed of the draw: the same seed draws the same configurations."
+    )
+    parameters: dict[str, RandomParameter] = Field(
+        max_length=MAX_GRID_DIMENSIONS,
+        description="Hyperparameter name (as stable-baselines3 spells it) to its distribution.",
+    )
+
+
+GridValues = Annotated[list[Any], Field(min_length=1, max_length=MAX_GRID_VALUES)]
+
+
+class SearchSpec(Model):
+    """Which hyperparameter configurations to try: a full grid or a random sample.
+
+    The grid's values are any JSON, which CEL cannot type, so "exactly one of grid and random"
+    and "a non-empty grid" are OpenAPI bounds (properties counts) rather than CEL rules.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchSpec:
+        if (self.grid is None) == (self.random is None):
+            raise ValueError("set exactly one of search.grid and search.random")
+        return self
+
+    grid: dict[str, GridValues] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GRID_DIMENSIONS,
+        description="Hyperparameter name (as stable-baselines3 spells it: learning_rate, n_steps, ...) to the "
+        "values to try (at least one name, each with at least one value); every combination is one "
+        "configuration. Values override template.hyperparameters. Exclusive with random.",
+    )
+    random: RandomSearch | None = Field(
+        default=None, description="Draw `trials` configurations at random. Exclusive with grid."
+    )
+
+
+class EarlyStoppingRule(enum.StrEnum):
+    Median = "Median"
+
+
+class EarlyStopping(Model):
+    """Stop runs that are clearly losing, saving their remaining budget."""
+
+    rule: EarlyStoppingRule = Field(
+        default=EarlyStoppingRule.Median,
+        description="Median: after minEvaluations evaluations, stop a run whose best evaluation so far is below "
+        "the median of the other runs' evaluations at the same timestep (Golovin et al., 2017).",
+    )
+    min_evaluations: int = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        description="Evaluations a run makes before the rule may stop it (its grace period).",
+    )
+    min_runs: int = Field(
+        default=3,
+        ge=1,
+        le=MAX_RUNS,
+        description="Other runs that must have reached the same timestep for the median to count.",
+    )
+
+
+class FinalBenchmark(Model):
+    """A final, larger evaluation of every run's model in one Benchmark."""
+
+    episodes: int = Field(ge=1, le=10_000, description="Episodes per model (per benchmark seed).")
+    deterministic: bool = Field(default=True, description="Evaluate the deterministic policy.")
+    n_envs: int = Field(default=8, ge=1, le=256, description="Parallel environment copies of the evaluation.")
+
+
+def _template_rules() -> list[JsonValue]:
+    """The TrainingRun spec's own rules, minus its immutability rules: the whole template is
+    immutable here, and their message (about a runner Job) would only confuse."""
+    extra = TrainingRunSpec.model_config.get("json_schema_extra")
+    found = extra.get("x-kubernetes-validations") if isinstance(extra, dict) else None
+    rules_ = found if isinstance(found, list) else []
+    return [r for r in rules_ if isinstance(r, dict) and "oldSelf" not in str(r.get("rule"))]
+
+
+class TemplateSpec(TrainingRunSpec):
+    """A TrainingRun spec: what every run of the Experiment trains."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _template_rules()})
+
+
+class ExperimentSpec(Model):
+    """The study: what to train, over which seeds and hyperparameters, how many at a time."""
+
+    model_config = rules(
+        validation_rule(
+            "!has(self.earlyStopping) || has(self.template.evaluation)",
+            "earlyStopping compares evaluation curves: set template.evaluation (everySteps, episodes)",
+            field_path=".earlyStopping",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.objective) || !has(self.objective.metric) || self.objective.metric != 'Benchmark' "
+            "|| has(self.benchmark)",
+            "objective.metric Benchmark needs spec.benchmark (the episodes of the final evaluation)",
+            field_path=".objective.metric",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.objective) || !has(self.objective.metric) || "
+            "!(self.objective.metric in ['BestEvaluation', 'MeanEvaluation']) || has(self.template.evaluation)",
+            "objective.metric BestEvaluation and MeanEvaluation read the evaluation curve: set template.evaluation",
+            field_path=".objective.metric",
+            reason="FieldValueInvalid",
+        ),
+        _immutable("template", optional=False),
+        _immutable("seeds", optional=False),
+        _immutable("search", optional=True),
+        _immutable("earlyStopping", optional=True),
+        _immutable("benchmark", optional=True),
+        _immutable("objective", optional=False),
+    )
+
+    template: TemplateSpec = Field(
+        description="The TrainingRun spec every run starts from. Each run's seed comes from `seeds` and its "
+        "searched hyperparameters from `search` (template.seed and template.suspend are not used)."
+    )
+    seeds: Seeds = Field(description="Seeds per configuration: {count: 5} or {values: [1, 2, 3]}.")
+    search: SearchSpec | None = Field(
+        default=None,
+        description="Hyperparameter configurations to try; without it the template is the one configuration.",
+    )
+    parallelism: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="Most runs training at once (unfinished, not suspended). Mutable: lowering it suspends the "
+        "newest runs beyond it (they resume from their checkpoints later).",
+    )
+    suspend: bool = Field(
+        default=False,
+        description="Suspend the Experiment: its unfinished runs are suspended (after a last checkpoint) and no "
+        "new run starts; false resumes them. Mutable.",
+    )
+    early_stopping: EarlyStopping | None = Field(
+        default=None,
+        description="Stop runs that are clearly losing (median stopping rule over the evaluation curve); a "
+        "stopped run is suspended with an EarlyStopped condition and keeps its checkpoints.",
+    )
+    benchmark: FinalBenchmark | None = Field(
+        default=None,
+        description="Evaluate every run's model in a final Benchmark before the report "
+        "(when the Benchmark kind is installed).",
+    )
+    objective: Objective = Field(
+        default_factory=Objective,
+        description="How a run is scored and configurations are compared.",
+        json_schema_extra={"default": {}},
+    )
+
+
+class RunPhase(enum.StrEnum):
+    """Where one run of the Experiment is, as the Experiment sees it."""
+
+    Waiting = "Waiting"
+    Pending = "Pending"
+    Running = "Running"
+    Suspended = "Suspended"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    EarlyStopped = "EarlyStopped"
+    Skipped = "Skipped"
+
+
+#: Run phases that end a run's part in the Experiment.
+DONE_RUN_PHASES = frozenset({RunPhase.Succeeded, RunPhase.Failed, RunPhase.EarlyStopped, RunPhase.Skipped})
+
+
+class RunCounts(Model):
+    """How many runs are in each phase."""
+
+    total: int = Field(default=0, ge=0, description="Configurations x seeds.")
+    waiting: int = Field(default=0, ge=0, description="Not created yet (waiting for a parallelism slot).")
+    pending: int = Field(default=0, ge=0, description="Created, not training yet.")
+    running: int = Field(default=0, ge=0, description="Training.")
+    suspended: int = Field(default=0, ge=0, description="Suspended (Experiment suspended or over parallelism).")
+    succeeded: int = Field(default=0, ge=0, description="Trained to the end.")
+    failed: int = Field(default=0, ge=0, description="Failed.")
+    early_stopped: int = Field(default=0, ge=0, description="Stopped by the early-stopping rule.")
+    skipped: int = Field(
+        default=0, ge=0, description="Never created: another run of the same configuration failed with a UserError."
+    )
+
+
+class RunStatus(Model):
+    """One run (configuration x seed) of the Experiment."""
+
+    name: str = Field(description="Name of the TrainingRun.")
+    configuration: str = Field(description="Configuration id.")
+    seed: int = Field(ge=0, description="Seed.")
+    phase: RunPhase = Field(
+        description="Waiting, Pending, Running, Suspended, Succeeded, Failed, EarlyStopped or Skipped."
+    )
+    timesteps: int | None = Field(default=None, ge=0, description="Timesteps trained so far.")
+    last_evaluation: float | None = Field(default=None, description="Mean return of its latest evaluation.")
+    final_reward: float | None = Field(default=None, description="Mean return of its final evaluation.")
+    message: str | None = Field(default=None, max_length=1024, description="Why it failed, stopped or was skipped.")
+
+
+class ConfigurationStatus(Model):
+    """One configuration of the search."""
+
+    id: str = Field(description="Configuration id (c0, c1, ...), part of its runs' names.")
+    summary: str = Field(description="Its hyperparameters in one line.")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What it sets over the template.")
+
+
+class Budget(Model):
+    """Timesteps planned, trained, and saved by early stopping."""
+
+    total_timesteps: int | None = Field(default=None, ge=0, description="Planned: runs x totalTimesteps.")
+    trained_timesteps: int = Field(default=0, ge=0, description="Trained so far, all runs.")
+    saved_timesteps: int = Field(default=0, ge=0, description="Not trained because runs were stopped early.")
+
+
+class StageStatus(Model):
+    """A child of the Experiment's final stages."""
+
+    name: str = Field(description="Object name.")
+    phase: str | None = Field(default=None, description="Its phase.")
+
+
+class ExperimentStatus(Model):
+    """Observed state. The operator writes phase, conditions, counts, runs and budget; the report Job
+    writes results, best and report."""
+
+    phase: Phase | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    reason: str | None = Field(default=None, max_length=1024, description="CamelCase cause of the phase.")
+    message: str | None = Field(default=None, max_length=32768, description="Human-readable details of the phase.")
+    conditions: list[Condition] = condition_list_field("Running, Suspended, Succeeded and Failed, with reasons.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation this status was computed for."
+    )
+    start_time: datetime | None = Field(default=None, description="When the first run was created.")
+    completion_time: datetime | None = Field(default=None, description="When the Experiment succeeded or failed.")
+    completions: str | None = Field(default=None, description="Runs done / runs in total (printer column Runs).")
+    counts: RunCounts | None = Field(default=None, description="Runs by phase.")
+    configurations: list[ConfigurationStatus] = Field(
+        default_factory=list, max_length=MAX_CONFIGURATIONS, description="The configurations of the search."
+    )
+    runs: list[RunStatus] = Field(
+        default_factory=list, max_length=MAX_RUNS, description="Every run, in creation order."
+    )
+    budget: Budget | None = Field(default=None, description="Timesteps planned, trained and saved.")
+    benchmark: StageStatus | None = Field(default=None, description="The final Benchmark, if any.")
+    report_job: str | None = Field(default=None, description="Name of the report Job.")
+    results: list[ConfigurationResult] = Field(
+        default_factory=list,
+        max_length=MAX_CONFIGURATIONS,
+        description="Per-configuration aggregates across seeds, best first (written by the report Job).",
+    )
+    best: BestConfiguration | None = Field(default=None, description="The best configuration (report Job).")
+    report: ExperimentReportFiles | None = Field(default=None, description="The report's files in S3 (report Job).")
+
+
+EXPERIMENT = ResourceKind(
+    kind=KIND,
+    plural=PLURAL,
+    singular="experiment",
+    short_names=("exp",),
+    description="Experiment trains a template TrainingRun over seeds x hyperparameter configurations, at most "
+    "`parallelism` at a time, stops losing runs early, and reports per-configuration IQM with bootstrap "
+    "confidence intervals, tables and plots in S3.",
+    spec_model=ExperimentSpec,
+    status_model=ExperimentStatus,
+    printer_columns=(
+        PrinterColumn("Phase", "string", ".status.phase", "Lifecycle phase."),
+        PrinterColumn("Runs", "string", ".status.completions", "Runs done / total."),
+        PrinterColumn("Running", "integer", ".status.counts.running", "Runs training now."),
+        PrinterColumn("Best", "string", ".status.best.summary", "Best configuration's hyperparameters."),
+        PrinterColumn("Score", "number", ".status.best.score", "Best configuration's score (IQM across seeds)."),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
+        PrinterColumn("Reason", "string", ".status.reason", "Cause of the phase.", priority=1),
+        PrinterColumn("Config", "string", ".status.best.configuration", "Best configuration id.", priority=1),
+        PrinterColumn("CI-Low", "number", ".status.best.ciLower", "Lower end of the best score's CI.", priority=1),
+        PrinterColumn("CI-High", "number", ".status.best.ciUpper", "Upper end of the best score's CI.", priority=1),
+        PrinterColumn("Stopped", "integer", ".status.counts.earlyStopped", "Runs stopped early.", priority=1),
+        PrinterColumn("Failed", "integer", ".status.counts.failed", "Runs failed.", priority=1),
+    ),
+)

@@ -1,0 +1,290 @@
+"""An Experiment's plan: its configurations, its runs, their names and manifests (pure).
+
+The plan is a function of the spec alone (search and seeds are immutable), so every reconcile
+recomputes the same runs with the same names and a restarted operator finds the children it
+created before. Runs are ordered seed-major (every configuration's first seed, then every
+configuration's second seed, ...): with limited parallelism each configuration gets a first
+result early, which is what early stopping and a person watching need.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubegym_operator import API_VERSION
+from kubegym_operator.api.experiment import (
+    KIND,
+    MAX_RUNS,
+    Distribution,
+    ExperimentSpec,
+    RandomParameter,
+    RandomSearch,
+)
+from kubegym_operator.api.trainingrun import KIND as TRAINING_RUN_KIND
+from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
+from kubegym_runner.config import RESERVED_HYPERPARAMETERS, allowed_hyperparameters
+
+Manifest = dict[str, Any]
+
+EXPERIMENT_LABEL = "kubegym.io/experiment"
+CONFIGURATION_LABEL = "kubegym.io/configuration"
+SEED_LABEL = "kubegym.io/seed"
+#: The Experiment's full name on its children (a label value is cut at 63 characters).
+EXPERIMENT_NAME_ANNOTATION = "kubegym.io/experiment-name"
+#: Significant digits of randomly drawn floats: readable names in tables, no false precision.
+RANDOM_DIGITS = 6
+#: Draws per wanted configuration before a random search gives up finding new ones.
+RANDOM_ATTEMPTS = 20
+
+
+class PlanError(ValueError):
+    """The Experiment cannot be planned as written; ``reason`` is CamelCase for the status."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One point of the search."""
+
+    id: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """``name=value, ...`` in name order; ``template`` for the search-less configuration."""
+        if not self.hyperparameters:
+            return "template"
+        return ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.hyperparameters.items()))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One TrainingRun of the plan."""
+
+    index: int
+    name: str
+    configuration: Configuration
+    seed: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: ExperimentSpec
+    configurations: list[Configuration]
+    runs: list[PlannedRun]
+
+
+def _short(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def parse_spec(exp: Mapping[str, Any]) -> ExperimentSpec:
+    """The spec as a model; a spec the schema let through but the model rejects is an InvalidSpec."""
+    try:
+        return ExperimentSpec.model_validate(exp.get("spec") or {})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in e.errors(include_input=False, include_url=False)[:5]
+        )
+        raise PlanError("InvalidSpec", problems) from e
+
+
+# --- configurations --------------------------------------------------------------------------
+
+
+def grid_configurations(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination, names in sorted order (the API server does not keep map order)."""
+    names = sorted(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{RANDOM_DIGITS}g}")
+
+
+def draw(parameter: RandomParameter, rng: random.Random) -> Any:
+    """One value of ``parameter``; only ``rng.random()`` is used, whose stream Python keeps stable."""
+    u = rng.random()
+    if parameter.distribution == Distribution.Choice:
+        values = parameter.values or []
+        return copy.deepcopy(values[min(int(u * len(values)), len(values) - 1)])
+    low, high = float(parameter.low or 0.0), float(parameter.high or 0.0)
+    if parameter.distribution == Distribution.IntUniform:
+        lo, hi = math.ceil(low), math.floor(high)
+        return lo + min(int(u * (hi - lo + 1)), hi - lo)
+    if parameter.distribution == Distribution.LogUniform:
+        return _round(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    return _round(low + u * (high - low))
+
+
+def random_configurations(search: RandomSearch) -> list[dict[str, Any]]:
+    """``trials`` distinct configurations drawn with ``search.seed`` (fewer if the space is smaller)."""
+    for name, p in search.parameters.items():
+        if p.distribution == Distribution.IntUniform and math.ceil(p.low or 0) > math.floor(p.high or 0):
+            raise PlanError("InvalidSearch", f"search.random.parameters.{name}: no integer in [{p.low}, {p.high}]")
+    wanted = search.trials or 0
+    rng = random.Random(search.seed)
+    names = sorted(search.parameters)
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for _ in range(wanted * RANDOM_ATTEMPTS):
+        if len(out) == wanted:
+            break
+        config = {name: draw(search.parameters[name], rng) for name in names}
+        key = json.dumps(config, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(config)
+    return out
+
+
+def configurations_of(spec: ExperimentSpec) -> list[Configuration]:
+    """The search's configurations as ``c0, c1, ...``; the template alone without a search."""
+    search = spec.search
+    if search is None:
+        raw: list[dict[str, Any]] = [{}]
+    elif search.grid is not None:
+        raw = grid_configurations(search.grid)
+    elif search.random is not None:
+        raw = random_configurations(search.random)
+    else:
+        raise PlanError("InvalidSearch", "set exactly one of search.grid and search.random")
+    return [Configuration(f"c{i}", hp) for i, hp in enumerate(raw)]
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _unknown_name_message(where: str, name: str, algorithm: str, allowed: frozenset[str]) -> str:
+    if name in RESERVED_HYPERPARAMETERS:
+        return f"{where}: {name!r} is not a hyperparameter here; set it in {RESERVED_HYPERPARAMETERS[name]}"
+    close = difflib.get_close_matches(name, sorted(allowed), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{where}: unknown hyperparameter {name!r} for {algorithm}: {hint}valid: {', '.join(sorted(allowed))}"
+
+
+def check_hyperparameter_names(spec: ExperimentSpec) -> None:
+    """Reject names the algorithm does not take, in the template or the search, before any run exists."""
+    algorithm = str(spec.template.algorithm)
+    allowed = allowed_hyperparameters(algorithm)
+    sources: list[tuple[str, Sequence[str]]] = [("spec.template.hyperparameters", list(spec.template.hyperparameters))]
+    if spec.search is not None and spec.search.grid is not None:
+        sources.append(("spec.search.grid", list(spec.search.grid)))
+    if spec.search is not None and spec.search.random is not None:
+        sources.append(("spec.search.random.parameters", list(spec.search.random.parameters)))
+    problems = [
+        _unknown_name_message(where, name, algorithm, allowed)
+        for where, names in sources
+        for name in sorted(names)
+        if name not in allowed
+    ]
+    if problems:
+        raise PlanError("UnknownHyperparameter", "; ".join(problems))
+
+
+def run_name(experiment: str, configuration: str, seed: int) -> str:
+    """``<experiment>-<configuration>-s<seed>``, at most 63 characters: a long Experiment name is
+    shortened (with a hash, so two never collide) and the configuration and seed always stay."""
+    suffix = f"-{configuration}-s{seed}"
+    return f"{dns_label(experiment, MAX_LABEL - len(suffix))}{suffix}"
+
+
+def plan(exp: Mapping[str, Any]) -> Plan:
+    """Configurations and runs of an Experiment, or :class:`PlanError`."""
+    spec = parse_spec(exp)
+    check_hyperparameter_names(spec)
+    configurations = configurations_of(spec)
+    seeds = spec.seeds.resolved()
+    if not configurations:
+        raise PlanError("InvalidSearch", "the search yields no configuration")
+    total = len(configurations) * len(seeds)
+    if total > MAX_RUNS:
+        raise PlanError(
+            "TooManyRuns",
+            f"{len(configurations)} configurations x {len(seeds)} seeds = {total} runs; "
+            f"an Experiment has at most {MAX_RUNS}: shrink the grid, the trials or the seeds, or split it",
+        )
+    name = exp["metadata"]["name"]
+    runs = [
+        PlannedRun(index=i, name=run_name(name, config.id, seed), configuration=config, seed=seed)
+        for i, (seed, config) in enumerate(itertools.product(seeds, configurations))
+    ]
+    return Plan(spec=spec, configurations=configurations, runs=runs)
+
+
+# --- manifests ----------------------------------------------------------------------------------
+
+
+def owner_reference(exp: Mapping[str, Any]) -> Manifest:
+    """Controller reference to the Experiment: deleting it deletes its runs."""
+    meta = exp["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def experiment_labels(exp: Mapping[str, Any]) -> dict[str, str]:
+    """Labels on everything an Experiment owns."""
+    return {
+        "app.kubernetes.io/managed-by": "kubegym-operator",
+        "app.kubernetes.io/part-of": "kubegym",
+        EXPERIMENT_LABEL: label_value(exp["metadata"]["name"]),
+    }
+
+
+def child_metadata(exp: Mapping[str, Any], name: str, **labels: str) -> Manifest:
+    meta = exp["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {**experiment_labels(exp), **labels},
+        "annotations": {EXPERIMENT_NAME_ANNOTATION: meta["name"]},
+        "ownerReferences": [owner_reference(exp)],
+    }
+
+
+def render_run(exp: Mapping[str, Any], run: PlannedRun, *, suspend: bool) -> Manifest:
+    """The TrainingRun of one planned run: the template as the API server stored it (defaults
+    applied), with the run's seed, the configuration's hyperparameters over the template's, and
+    the suspension the Experiment wants."""
+    spec = copy.deepcopy((exp.get("spec") or {}).get("template") or {})
+    spec["seed"] = run.seed
+    spec["hyperparameters"] = {
+        **(spec.get("hyperparameters") or {}),
+        **copy.deepcopy(run.configuration.hyperparameters),
+    }
+    spec["suspend"] = suspend
+    return {
+        "apiVersion": API_VERSION,
+        "kind": TRAINING_RUN_KIND,
+        "metadata": child_metadata(
+            exp, run.name, **{CONFIGURATION_LABEL: run.configuration.id, SEED_LABEL: str(run.seed)}
+        ),
+        "spec": spec,
+    }
+
+
+def owned_by(obj: Mapping[str, Any], exp: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is controlled by this Experiment (same uid: not a namesake's leftovers)."""
+    uid = exp["metadata"]["uid"]
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])

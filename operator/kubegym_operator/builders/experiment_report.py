@@ -1,0 +1,282 @@
+"""The report Job of an Experiment and its identity, rendered as plain manifests (pure).
+
+The operator has neither S3 credentials nor numpy, so the analysis runs in the runner image
+(``kubegym-runner report``): it reads every run's ``eval/`` data (and the final Benchmarks'
+episodes) from S3, writes the tables and plots under ``<prefix>/<namespace>/experiments/<name>/
+report/``, and patches the Experiment's ``results``, ``best`` and ``report`` with a
+ServiceAccount that may patch that one Experiment's status and nothing else. The storage
+credentials reach the pod only as ``secretKeyRef``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubegym_operator import GROUP, VERSION
+from kubegym_operator.api.common import Resources
+from kubegym_operator.api.experiment import PLURAL, ExperimentSpec
+from kubegym_operator.builders.benchmark import benchmark_prefix
+from kubegym_operator.builders.experiment import child_metadata, experiment_labels
+from kubegym_operator.builders.job import (
+    COMPONENT_LABEL,
+    CONTAINER_NAME,
+    HOME_DIR,
+    OPTIONAL_SECRET_KEYS,
+    QUEUE_LABEL,
+    SECRET_KEYS,
+    Manifest,
+    container_security_context,
+    pod_failure_policy,
+    pod_security_context,
+    queue_name,
+    run_prefix,
+    scheduling_of,
+    storage_of,
+)
+from kubegym_operator.builders.naming import dns_label, label_value
+from kubegym_operator.settings import Settings
+from kubegym_runner.config import (
+    CONFIG_ENV,
+    ExperimentReportConfig,
+    ReportConfiguration,
+    ReportRun,
+    RunRef,
+    S3Storage,
+    dump_config,
+)
+
+#: On the report Job and its pods: the handlers map their events back to the Experiment.
+REPORT_LABEL = "kubegym.io/experiment-report"
+#: The report Job retries infrastructure failures (S3 outages) this often.
+REPORT_BACKOFF_LIMIT = 3
+
+
+def report_job_name(experiment: str) -> str:
+    return dns_label(f"{experiment}-report")
+
+
+def report_identity_name(experiment: str) -> str:
+    """ServiceAccount, Role and RoleBinding of the report Job."""
+    return dns_label(f"{experiment}-report")
+
+
+def benchmark_name(experiment: str, chunk: int) -> str:
+    """``<experiment>-benchmark`` and, past 32 models, ``-1``, ``-2``, ..."""
+    return dns_label(f"{experiment}-benchmark" + (f"-{chunk}" if chunk else ""))
+
+
+def experiment_prefix(storage: S3Storage, namespace: str, name: str) -> str:
+    """Key prefix of the Experiment's own artifacts: ``<prefix>/<namespace>/experiments/<name>``."""
+    return run_prefix(storage, namespace, f"experiments/{name}")
+
+
+def report_storage(spec: ExperimentSpec, settings: Settings) -> S3Storage:
+    """The runs' storage (the template's, else the operator's default): the report lives beside them."""
+    return storage_of(spec.template, settings)
+
+
+def build_report_config(
+    exp: Mapping[str, Any],
+    spec: ExperimentSpec,
+    configurations: Sequence[ReportConfiguration],
+    runs: Sequence[ReportRun],
+    benchmarks: Sequence[str],
+    settings: Settings,
+) -> ExperimentReportConfig:
+    """What the report Job reads and where it writes; raises RenderError without storage."""
+    meta = exp["metadata"]
+    storage = report_storage(spec, settings)
+    return ExperimentReportConfig(
+        experiment=meta["name"],
+        objective=spec.objective,
+        configurations=list(configurations),
+        runs=list(runs),
+        benchmark_prefixes=[benchmark_prefix(storage, meta["namespace"], name) for name in benchmarks],
+        storage=storage,
+        run_prefix=experiment_prefix(storage, meta["namespace"], meta["name"]),
+        report_to=RunRef(group=GROUP, version=VERSION, plural=PLURAL, namespace=meta["namespace"], name=meta["name"]),
+    )
+
+
+def _env(config: ExperimentReportConfig) -> list[Manifest]:
+    env: list[Manifest] = [
+        {"name": CONFIG_ENV, "value": dump_config(config)},
+        {"name": "HOME", "value": HOME_DIR},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
+    ]
+    secret = config.storage.secret_ref
+    if secret:
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in SECRET_KEYS]
+        env += [
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k, "optional": True}}}
+            for k in OPTIONAL_SECRET_KEYS
+        ]
+    return env
+
+
+def report_labels(exp: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        **experiment_labels(exp),
+        "app.kubernetes.io/name": "kubegym-runner",
+        COMPONENT_LABEL: "report",
+        REPORT_LABEL: label_value(exp["metadata"]["name"]),
+    }
+
+
+def render_report_job(
+    exp: Mapping[str, Any], spec: ExperimentSpec, config: ExperimentReportConfig, settings: Settings
+) -> Manifest:
+    """The ``batch/v1`` Job running ``kubegym-runner report``, owned by the Experiment.
+
+    CPU only (no GPU defaults), on the template's node selection and Kueue queue, with the
+    TrainingRun's pod security and failure policy: a user error fails at once, an S3 outage
+    is retried.
+    """
+    meta = exp["metadata"]
+    name = meta["name"]
+    cpu_only = spec.template.model_copy(update={"resources": Resources()})
+    labels = report_labels(exp)
+    job_labels = dict(labels)
+    queue = queue_name(cpu_only, settings)
+    if queue:
+        job_labels[QUEUE_LABEL] = queue
+    container: Manifest = {
+        "name": CONTAINER_NAME,
+        "image": spec.template.image or settings.runner_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubegym-runner"],
+        "args": ["report"],
+        "env": _env(config),
+        "resources": {
+            "requests": {"cpu": str(settings.default_cpu), "memory": str(settings.default_memory)},
+            "limits": {"memory": str(settings.default_memory)},
+        },
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "home", "mountPath": HOME_DIR}],
+    }
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "serviceAccountName": report_identity_name(name),
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": pod_security_context(),
+        **scheduling_of(cpu_only, settings),
+        "containers": [container],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+            {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    job_spec: Manifest = {
+        "suspend": queue is not None,
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": REPORT_BACKOFF_LIMIT,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {"metadata": {"labels": labels, "annotations": _annotations(exp)}, "spec": pod_spec},
+    }
+    if settings.default_ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = settings.default_ttl_seconds_after_finished
+    metadata = child_metadata(exp, report_job_name(name))
+    metadata["labels"] = job_labels
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def _annotations(exp: Mapping[str, Any]) -> dict[str, str]:
+    return dict(child_metadata(exp, "x")["annotations"])
+
+
+def render_report_rbac(exp: Mapping[str, Any]) -> list[Manifest]:
+    """ServiceAccount, Role and RoleBinding of the report Job, owned by the Experiment.
+
+    The Role may read this Experiment and patch its status (``resourceNames``): the report
+    pod can misreport this Experiment's results at worst, and touch nothing else.
+    """
+    name = exp["metadata"]["name"]
+    identity = report_identity_name(name)
+    base = child_metadata(exp, identity)
+    base["labels"] = report_labels(exp)
+    ns = exp["metadata"]["namespace"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": copy.deepcopy(base),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": copy.deepcopy(base),
+            "rules": [
+                {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [name], "verbs": ["get"]},
+                {
+                    "apiGroups": [GROUP],
+                    "resources": [f"{PLURAL}/status"],
+                    "resourceNames": [name],
+                    "verbs": ["get", "patch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": copy.deepcopy(base),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": identity},
+            "subjects": [{"kind": "ServiceAccount", "name": identity, "namespace": ns}],
+        },
+    ]
+
+
+def render_benchmark(
+    exp: Mapping[str, Any],
+    spec: ExperimentSpec,
+    name: str,
+    runs: Sequence[tuple[str, str | None]],
+) -> Manifest:
+    """A final Benchmark of some of the Experiment's runs, owned by the Experiment.
+
+    ``runs`` pairs each run's name with the checkpoint to evaluate: ``None`` for a run that
+    succeeded (the Benchmark takes its final model through ``trainingRunRef``), the latest
+    checkpoint's URI for a run stopped early. The environment is the template's, minus the
+    training-only settings (parallel copies, vectorisation, normalisation, which travels with
+    the model's VecNormalize statistics).
+    """
+    assert spec.benchmark is not None
+    template = (exp.get("spec") or {}).get("template") or {}
+    env = template.get("environment") or {}
+    environment = {k: copy.deepcopy(env[k]) for k in ("id", "kwargs", "module", "wrappers") if env.get(k)}
+    models: list[Manifest] = []
+    for run, checkpoint in runs:
+        if checkpoint is None:
+            models.append({"name": run, "trainingRunRef": {"name": run}})
+        else:
+            models.append({"name": run, "uri": checkpoint, "algorithm": template.get("algorithm")})
+    bench_spec: Manifest = {
+        "models": models,
+        "environments": [environment],
+        "episodes": spec.benchmark.episodes,
+        "deterministic": spec.benchmark.deterministic,
+        "nEnvs": spec.benchmark.n_envs,
+        "statistic": str(spec.objective.statistic),
+    }
+    storage = (template.get("checkpoint") or {}).get("storage")
+    if storage:
+        bench_spec["storage"] = copy.deepcopy(storage)
+    if template.get("image"):
+        bench_spec["image"] = template["image"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Benchmark",
+        "metadata": child_metadata(exp, name),
+        "spec": bench_spec,
+    }

@@ -1,0 +1,70 @@
+"""Objects of every kind with every status field the metrics read, for lints that need each
+family to have samples."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kubegym_operator import metrics
+
+TRAINING_RUN: dict[str, Any] = {
+    "metadata": {"name": "cartpole", "namespace": "research", "creationTimestamp": "2026-03-01T12:00:00Z"},
+    "spec": {"algorithm": "PPO", "environment": {"id": "CartPole-v1"}, "totalTimesteps": 4096},
+    "status": {
+        "phase": "Succeeded",
+        "reason": "Completed",
+        "conditions": [{"type": "Running", "status": "False", "lastTransitionTime": "2026-03-01T12:05:00Z"}],
+        "progress": {
+            "timesteps": 4096,
+            "totalTimesteps": 4096,
+            "fraction": 1.0,
+            "stepsPerSecond": 812.5,
+            "meanEpisodeReward": 41.5,
+            "lastEvaluation": {"timesteps": 4096, "meanReward": 87.0},
+            "updateTime": "2026-03-01T12:04:59Z",
+        },
+        "checkpoints": {"latestStep": 4096, "count": 2},
+        "result": {"meanReward": 120.0},
+    },
+}
+BENCHMARK: dict[str, Any] = {
+    "metadata": {"name": "agents", "namespace": "research"},
+    "spec": {},
+    "status": {
+        "phase": "Succeeded",
+        "progress": {"entriesDone": 1, "entriesTotal": 1},
+        "results": [
+            {
+                "model": "strong",
+                "env": "CartPole-v1",
+                "iqm": 500.0,
+                "ciLower": 490.0,
+                "ciUpper": 500.0,
+                "latencyP50Ms": 1.5,
+                "latencyP99Ms": 4.0,
+            }
+        ],
+        "ranking": {"statistic": "IQM", "models": [{"rank": 1, "model": "strong", "score": 500.0}]},
+    },
+}
+EXPERIMENT: dict[str, Any] = {
+    "metadata": {"name": "study", "namespace": "research"},
+    "status": {"phase": "Running", "counts": {"running": 2, "succeeded": 1}, "best": {"score": 321.0}},
+}
+
+
+@contextmanager
+def populated() -> Iterator[None]:
+    """The global :data:`metrics.OBJECTS` holds one object of each kind (cleared afterwards)."""
+    more = {**TRAINING_RUN, "status": {**TRAINING_RUN["status"]}}
+    more["status"]["progress"] = {**TRAINING_RUN["status"]["progress"], "timesteps": 2048}
+    metrics.OBJECTS.observe("TrainingRun", None, more)
+    metrics.OBJECTS.observe("TrainingRun", "MODIFIED", TRAINING_RUN)
+    metrics.OBJECTS.observe("Benchmark", None, BENCHMARK)
+    metrics.OBJECTS.observe("Experiment", None, EXPERIMENT)
+    try:
+        yield
+    finally:
+        metrics.OBJECTS.clear()
