@@ -51,7 +51,7 @@ lint: venv ## ruff (lint + format) and the import layering contract
 typecheck: venv ## mypy over every package
 	@mypy
 
-unit: venv ## unit tier: pure logic, no cluster
+unit: deps venv helm ## unit tier: pure logic, no cluster (promtool and helm lint the chart and the metrics)
 	@$(PYTEST) tests/unit
 
 integration: up ## integration tier: against the local cluster

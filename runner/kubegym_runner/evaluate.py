@@ -166,9 +166,12 @@ def load_model(files: ModelFiles, device: str) -> BaseAlgorithm:
     except UserError as e:
         raise EntryError(str(e)) from e
     try:
-        return cls.load(files.archive, device=device, custom_objects=dict(CUSTOM_OBJECTS), print_system_info=False)
+        model = cls.load(files.archive, device=device, custom_objects=dict(CUSTOM_OBJECTS), print_system_info=False)
     except Exception as e:  # untrusted archive: whatever it raises is its own failure
         raise EntryError(f"cannot load {files.archive_uri} as {cls.__name__}: {type(e).__name__}: {e}") from e
+    if not all(bool(p.isfinite().all()) for p in model.policy.parameters()):
+        raise EntryError(f"{files.archive_uri} has NaN or infinite weights")
+    return model
 
 
 # --- environments ----------------------------------------------------------------------
@@ -353,14 +356,20 @@ def evaluate_entry(
 # --- the run ---------------------------------------------------------------------------
 
 
-def single_threaded() -> None:
-    """One torch thread unless ``OMP_NUM_THREADS`` says otherwise: a policy call on a batch of
-    nEnvs observations is latency-bound, and intra-op threads cost more than they save there
-    (measured in bench/bench_evaluate.py); large convolutional policies belong on a GPU."""
+def configure_inference() -> None:
+    """Torch set up for many small batched policy calls.
+
+    One intra-op thread unless ``OMP_NUM_THREADS`` says otherwise: a call on nEnvs observations
+    of a small policy is latency-bound, and threads cost more than they save there (large
+    convolutional policies belong on a GPU). No argument validation in torch distributions: it
+    re-checks every policy output (about a tenth of a CartPole step, see bench/bench_evaluate.py);
+    :func:`load_model` rejects non-finite weights once instead.
+    """
     import torch
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
+    torch.distributions.Distribution.set_default_validate_args(False)
 
 
 class BenchmarkReporter:
@@ -438,7 +447,7 @@ class Evaluator:
     def run(self) -> Outcome:
         config = self.config
         device = resolve_device(config.device)
-        single_threaded()
+        configure_inference()
         self.storage.check_bucket(config.storage.bucket)
         env_errors = {spec.id: error for spec in config.environments if (error := check_environment(spec)) is not None}
         errors: dict[report.EntryKey, str] = {}

@@ -344,11 +344,20 @@ def decide(
     actions.events = _events(previous, verdict)
     for decision in actions.stop:
         actions.events.append(Event("Normal", "EarlyStopped", f"stopped {decision.run}: {decision.message}"))
+    before = {r.get("name"): r.get("phase") for r in previous.get("runs") or []}
     for config_id, run_name in sorted(broken.items()):
-        if any(phases[r.name] == RunPhase.Skipped for r in plan.runs if r.configuration.id == config_id):
-            message = f"configuration {config_id} failed with a UserError in {run_name}; its other seeds are skipped"
-            if message not in (previous.get("message") or ""):
-                actions.events.append(Event("Warning", "ConfigurationFailed", message))
+        newly_skipped = [
+            r.name
+            for r in plan.runs
+            if r.configuration.id == config_id
+            and phases[r.name] == RunPhase.Skipped
+            and before.get(r.name) != "Skipped"
+        ]
+        if newly_skipped:
+            message = (
+                f"configuration {config_id} failed with a UserError in {run_name}; skipping {', '.join(newly_skipped)}"
+            )
+            actions.events.append(Event("Warning", "ConfigurationFailed", message))
     if actions.create_runs:
         names = ", ".join(r.name for r in actions.create_runs)
         actions.events.append(Event("Normal", "RunsCreated", f"created TrainingRuns {names}"))

@@ -211,6 +211,8 @@ def test_a_user_error_skips_the_configurations_other_seeds() -> None:
     (skipped,) = [r for r in actions.status["runs"] if r["name"] == NAMES[3]]
     assert skipped["phase"] == "Skipped" and NAMES[1] in skipped["message"]
     assert any(e.reason == "ConfigurationFailed" for e in actions.events)
+    again = run_decide(experiment(status=actions.status), Observed(children=children))
+    assert not any(e.reason == "ConfigurationFailed" for e in again.events)  # told once
 
 
 def test_all_runs_failed() -> None:

@@ -62,7 +62,7 @@ class RecordingWriter:
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread() -> Iterator[None]:
-    """As the evaluator runs (evaluate.single_threaded); restored for other tests."""
+    """As the evaluator runs (evaluate.configure_inference); restored for other tests."""
     import torch
 
     before = torch.get_num_threads()
