@@ -8,7 +8,9 @@ VENV ?= $(KUBEGYM_CACHE)/venv
 PY := $(VENV)/bin/python
 KUBERNETES_VERSION := $(shell sed -n 's/^KUBERNETES_VERSION=//p' hack/versions.env)
 KUBE_BIN := $(KUBEGYM_CACHE)/bin/kubernetes-$(KUBERNETES_VERSION)
-HELM_BIN := $(KUBEGYM_CACHE)/bin/helm-$(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
+HELM_BIN := $(KUBEGYM_CACHE)/bin/helm-$(HELM_VERSION)
+HELM := $(HELM_BIN)/helm
 
 export KUBEGYM_CACHE VENV
 export KUBEGYM_STATE ?= $(CURDIR)/.state
@@ -69,8 +71,6 @@ e2e-kind: venv ## the e2e tier on kind (needs a Docker engine; not used by make 
 	@bash hack/e2e-kind.sh
 
 # --- packaging: images, Helm chart, Argo CD ---------------------------------------------------
-HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' hack/versions.env)
-HELM := $(KUBEGYM_CACHE)/bin/helm-$(HELM_VERSION)/helm
 IMAGE_REGISTRY ?= ghcr.io/kubegym
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 DOCKER ?= docker

@@ -97,7 +97,7 @@ def measure(runs: dict[str, Run], repeats: int) -> dict[str, tuple[float, float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="a PPO CartPole-v1 model.zip (default: train one, cached)")
-    parser.add_argument("--train-steps", type=int, default=20_000)
+    parser.add_argument("--train-steps", type=int, default=100_000, help="rl-zoo3's budget for CartPole")
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--n-envs", type=int, default=16, help="the runner's default nEnvs")
     parser.add_argument("--repeats", type=int, default=5)

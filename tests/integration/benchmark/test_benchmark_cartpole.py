@@ -57,8 +57,12 @@ def test_trained_agent_beats_undertrained_one_and_every_number_is_recomputable(
     assert status(kube, ns, NAME)["phase"] == "Pending"
     assert not kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs", labelSelector="kubegym.io/benchmark")["items"]
 
+    def finished() -> dict[str, Any] | None:
+        st = status(kube, ns, NAME)
+        return st if st.get("phase") in ("Succeeded", "Failed") else None
+
     st = wait_until(
-        lambda: (s := status(kube, ns, NAME)).get("phase") in ("Succeeded", "Failed") and s,
+        finished,
         1500,
         "the Benchmark to finish",
         interval=2,

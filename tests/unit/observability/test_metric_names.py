@@ -4,9 +4,7 @@ units, suffixes by type, bounded label names), and the documentation of every me
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -14,10 +12,7 @@ from prometheus_client.core import Metric
 
 from kubegym_operator import metrics
 from kubegym_operator.builders.status import Event
-from tests.unit.observability.samples import populated
-
-REPO = Path(__file__).resolve().parents[3]
-DOCS = REPO / "docs" / "observability.md"
+from tests.unit.observability.support import DOCS, populated, promtool
 
 #: Label names a series may carry: each takes values from a closed set or names a live object.
 ALLOWED_LABELS = {
@@ -85,13 +80,6 @@ def exposition(families: list[Metric]) -> str:
         return generate_latest(metrics.REGISTRY).decode()
 
 
-def promtool() -> str:
-    path = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    if path is None:
-        pytest.fail("promtool is missing: run `make deps` (Debian package prometheus, hack/install-deps.sh)")
-    return path
-
-
 def test_promtool_check_metrics_finds_nothing(exposition: str) -> None:
     proc = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True, text=True)
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
@@ -99,7 +87,7 @@ def test_promtool_check_metrics_finds_nothing(exposition: str) -> None:
 
 def test_every_family_is_populated_for_this_lint(families: list[Metric]) -> None:
     empty = [f.name for f in families if f.name.startswith("kubegym_") and not f.samples]
-    assert not empty, f"no samples to lint for {empty}: extend tests/unit/observability/samples.py"
+    assert not empty, f"no samples to lint for {empty}: extend tests/unit/observability/support.py"
 
 
 def test_names_prefix_units_and_type_suffixes(families: list[Metric]) -> None:

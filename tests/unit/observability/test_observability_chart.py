@@ -14,8 +14,7 @@ import yaml
 
 from kubegym_operator import metrics
 from tests.support.helm import CHART, Helm, container_env, find
-from tests.unit.observability.samples import populated
-from tests.unit.observability.test_metric_names import DOCS, promtool
+from tests.unit.observability.support import DOCS, populated, promtool
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 ALERTS = {"KubegymRunFailed", "KubegymRunStalled", "KubegymOperatorDown", "KubegymReconcileErrors"}

@@ -165,6 +165,20 @@ def test_load_model_errors(storage: MemoryStorage, tmp_path: Path, key: str, alg
         evaluate.load_model(files, "cpu")
 
 
+def test_a_model_with_non_finite_weights_is_refused(model_zip: bytes, tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "nan.zip"
+    path.write_bytes(model_zip)
+    model = PPO.load(path, device="cpu")
+    with torch.no_grad():
+        next(model.policy.parameters()).fill_(float("nan"))
+    model.save(path)
+    files = evaluate.ModelFiles("nan", "s3://kubegym/nan/", "PPO", path, None, "s3://kubegym/nan/model.zip")
+    with pytest.raises(evaluate.EntryError, match="has NaN or infinite weights"):
+        evaluate.load_model(files, "cpu")
+
+
 def test_check_environment() -> None:
     assert evaluate.check_environment(BenchmarkEnvironment(id="CartPole-v1")) is None
     assert "unknown environment id 'CartPole-v0000'" in str(

@@ -1,13 +1,29 @@
-"""Objects of every kind with every status field the metrics read, for lints that need each
-family to have samples."""
+"""Shared by the observability unit tests: promtool, the docs page, and objects of every kind
+with every status field the metrics read (lints need each family to have samples)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kubegym_operator import metrics
+
+REPO = Path(__file__).resolve().parents[3]
+DOCS = REPO / "docs" / "observability.md"
+
+
+def promtool() -> str:
+    """Debian's promtool (package prometheus, installed by ``make deps``); missing is a failure."""
+    path = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
+    if path is None:
+        pytest.fail("promtool is missing: run `make deps` (Debian package prometheus, hack/install-deps.sh)")
+    return path
+
 
 TRAINING_RUN: dict[str, Any] = {
     "metadata": {"name": "cartpole", "namespace": "research", "creationTimestamp": "2026-03-01T12:00:00Z"},
