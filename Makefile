@@ -14,7 +14,7 @@ HELM := $(HELM_BIN)/helm
 
 export KUBEGYM_CACHE VENV
 export KUBEGYM_STATE ?= $(CURDIR)/.state
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/hack
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/cli:$(CURDIR)/hack
 export PATH := $(VENV)/bin:$(KUBE_BIN):$(HELM_BIN):$(PATH)
 LOCAL := $(PY) -m kubegym_localcluster
 PYTEST := $(PY) -m pytest -p no:cacheprovider

@@ -10,6 +10,8 @@ from kubegym_operator.settings import Settings
 @dataclass
 class OperatorState:
     settings: Settings = field(default_factory=Settings)
+    #: Namespaces watched; empty means cluster-wide.
+    namespaces: tuple[str, ...] = ()
 
 
 STATE = OperatorState()

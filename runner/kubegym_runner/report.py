@@ -33,6 +33,8 @@ from kubegym_runner.config import (
 
 #: Decimal places of every number in the status and the reports.
 DIGITS = 4
+#: Longest error kept for an entry (``BenchmarkEntry.error`` allows 2048).
+MAX_ERROR = 2000
 EPISODE_COLUMNS = ("model", "env", "seed", "env_index", "episode", "return", "length")
 TABLE_COLUMNS = (
     "model",
@@ -54,6 +56,12 @@ TABLE_COLUMNS = (
 )
 
 EntryKey = tuple[str, str]
+
+
+def shorten(error: str, limit: int = MAX_ERROR) -> str:
+    """One line of at most ``limit`` characters (the status schema's bound), its start kept."""
+    line = " ".join(error.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def rounded(value: float) -> float:
@@ -164,7 +172,7 @@ def compute_results(
         for env in envs:
             key = (model, env)
             if key in errors:
-                entries.append(BenchmarkEntry(model=model, env=env, error=errors[key]))
+                entries.append(BenchmarkEntry(model=model, env=env, error=shorten(errors[key])))
             elif key in samples:
                 entries.append(_entry(model, env, *samples[key], settings))
             else:

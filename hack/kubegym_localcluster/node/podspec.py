@@ -202,6 +202,7 @@ class Volumes:
         return self.root / name
 
     def materialise(self) -> None:
+        self._tokens = []  # idempotent: a retried set-up starts over
         for vol in self.pod["spec"].get("volumes", []):
             target = self.path(vol["name"])
             target.mkdir(parents=True, exist_ok=True)

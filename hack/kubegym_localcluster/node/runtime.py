@@ -35,6 +35,8 @@ log = logging.getLogger("kubegym.node")
 TERMINATION_LOG = "/dev/termination-log"
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 MAX_TERMINATION_MESSAGE = 4096
+#: How long a refused volume set-up (token or Secret request) is retried before the pod fails.
+VOLUME_RETRY_SECONDS = 60.0
 BACKOFF_MAX = 60.0
 
 
@@ -140,13 +142,34 @@ class PodWorker(threading.Thread):
         finally:
             self.finished.set()
 
+    def _materialise(self, volumes: Volumes) -> None:
+        """Set up the volumes, retrying API refusals for a while as a kubelet retries a mount.
+
+        The Node authorizer learns that this node may request the pod's ServiceAccount token
+        from its own informers, so right after binding the request can be refused (403 "no
+        relationship found") or the ServiceAccount not be visible yet (404).
+        """
+        delay, deadline = 0.5, time.monotonic() + VOLUME_RETRY_SECONDS
+        while True:
+            try:
+                volumes.materialise()
+                return
+            except ApiError as e:
+                if e.status not in (403, 404) or time.monotonic() > deadline or self.terminate_requested.is_set():
+                    raise
+                log.info(
+                    "pod %s/%s: volume set-up refused (%s); retrying in %.1fs", self.ns, self.name, e.status, delay
+                )
+                self.terminate_requested.wait(delay)
+                delay = min(delay * 2, 5.0)
+
     def _run(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         resolver = Resolver(self.kube, self.ns)
         volumes = Volumes(self.pod, self.root / "volumes", resolver)
         self._report()
         try:
-            volumes.materialise()
+            self._materialise(volumes)
         except SpecError as e:
             self._waiting_all("CreateContainerConfigError", str(e))
             self._report()

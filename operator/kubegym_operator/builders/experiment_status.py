@@ -319,11 +319,12 @@ def decide(
 
     verdict: Verdict
     stage: dict[str, Any] = {}
-    if spec.suspend and not training_done:
+    if spec.suspend:
+        waiting = "the final stages wait" if training_done else f"{total - done} unfinished runs are suspended"
         verdict = Verdict(
             Phase.Suspended.value,
             Reason.SUSPENDED,
-            f"spec.suspend is true: {total - done} unfinished runs are suspended; false resumes them",
+            f"spec.suspend is true: {waiting}; false resumes them",
         )
     elif not training_done:
         verdict = _training_verdict(counts, done, total, created=bool(children))

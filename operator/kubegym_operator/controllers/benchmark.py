@@ -155,7 +155,3 @@ def _write(bench: Obj, update: StatusUpdate, emit: EventSink) -> Obj | None:
     meta = bench["metadata"]
     merge_patch(f"{benchmark_path(meta['namespace'], meta['name'])}/status", {"status": changed})
     return update.status
-
-
-def all_benchmarks() -> list[Obj]:
-    return list_items(f"/apis/{GROUP}/{VERSION}/{PLURAL}", "")

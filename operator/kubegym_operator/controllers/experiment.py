@@ -251,7 +251,3 @@ def _write(exp: Obj, actions: Actions, emit: EventSink) -> Obj | None:
     meta = exp["metadata"]
     merge_patch(f"{experiment_path(meta['namespace'], meta['name'])}/status", {"status": changed})
     return actions.status
-
-
-def all_experiments() -> list[Obj]:
-    return list_items(f"/apis/{GROUP}/{VERSION}/{PLURAL}", "")

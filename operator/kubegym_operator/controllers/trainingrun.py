@@ -126,7 +126,3 @@ def _write(run: Obj, update: StatusUpdate, emit: EventSink) -> Obj | None:
     meta = run["metadata"]
     merge_patch(f"{run_path(meta['namespace'], meta['name'])}/status", {"status": changed})
     return update.status
-
-
-def all_runs() -> list[Obj]:
-    return list_items(f"/apis/{GROUP}/{VERSION}/{PLURAL}", "")

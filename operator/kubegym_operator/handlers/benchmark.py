@@ -14,11 +14,11 @@ import kopf
 
 from kubegym_operator import GROUP, VERSION
 from kubegym_operator.api.benchmark import PLURAL
-from kubegym_operator.api.common import TERMINAL_PHASES
 from kubegym_operator.api.trainingrun import PLURAL as TRAINING_RUNS
 from kubegym_operator.builders.benchmark import BENCHMARK_LABEL, BENCHMARK_NAME_ANNOTATION
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import benchmark
+from kubegym_operator.handlers.resync import resync_unfinished
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -38,9 +38,7 @@ def reconcile(namespace: str, name: str) -> None:
 
 def resync() -> None:
     """Reconcile every unfinished Benchmark (this also rebuilds the index of waiting ones)."""
-    for bench in benchmark.all_benchmarks():
-        if (bench.get("status") or {}).get("phase") not in TERMINAL_PHASES:
-            reconcile(bench["metadata"]["namespace"], bench["metadata"]["name"])
+    resync_unfinished(PLURAL, reconcile)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -3,7 +3,8 @@
 
 Children carry the Experiment's full name in an annotation (a label value is cut at 63
 characters), which maps their events back. As for TrainingRuns, only ``on.event`` is used:
-kopf writes nothing onto the objects.
+kopf writes nothing onto the objects. Handler names are unique across modules: kopf identifies a
+handler by its function name.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kubegym_operator.builders.experiment import EXPERIMENT_LABEL, EXPERIMENT_NA
 from kubegym_operator.builders.experiment_report import REPORT_LABEL
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import experiment
+from kubegym_operator.handlers.resync import resync_unfinished
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -41,9 +43,7 @@ def reconcile(namespace: str, name: str) -> None:
 
 def resync() -> None:
     """Reconcile every unfinished Experiment (pending grace periods depend on the clock)."""
-    for exp in experiment.all_experiments():
-        if (exp.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            reconcile(exp["metadata"]["namespace"], exp["metadata"]["name"])
+    resync_unfinished(PLURAL, reconcile)
 
 
 def _parent(annotations: Mapping[str, str], namespace: str | None) -> None:
@@ -58,15 +58,15 @@ def experiment_event(type: str, name: str, namespace: str | None, **_: Any) -> N
 
 
 @kopf.on.event(GROUP, VERSION, RUN_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT})
-def run_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+def experiment_run_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)
 
 
 @kopf.on.event(GROUP, VERSION, BENCHMARK_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT})
-def benchmark_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+def experiment_benchmark_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={REPORT_LABEL: kopf.PRESENT})
-def report_job_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+def experiment_report_job_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)

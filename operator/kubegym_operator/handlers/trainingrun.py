@@ -19,6 +19,7 @@ from kubegym_operator.api.trainingrun import PLURAL
 from kubegym_operator.builders.job import RUN_LABEL, RUN_NAME_ANNOTATION
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import trainingrun
+from kubegym_operator.handlers.resync import resync_unfinished
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -37,10 +38,7 @@ def reconcile(namespace: str, name: str) -> None:
 
 
 def resync() -> None:
-    """Reconcile every unfinished run (verdicts with grace periods depend on the clock)."""
-    for run in trainingrun.all_runs():
-        if (run.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            reconcile(run["metadata"]["namespace"], run["metadata"]["name"])
+    resync_unfinished(PLURAL, reconcile)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

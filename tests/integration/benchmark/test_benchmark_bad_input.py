@@ -176,6 +176,11 @@ def test_a_failed_training_run_fails_the_benchmark_a_missing_one_makes_it_wait(
     assert st["message"].startswith("model b: TrainingRun broken-run failed (UserError:"), st["message"]
     assert "NoSuchEnv-v0" in st["message"]
     assert not kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs", labelSelector="kubegym.io/benchmark=on-broken")["items"]
-    waiting = status(kube, ns, "on-nothing")
+    waiting = wait_until(
+        lambda: (st := status(kube, ns, "on-nothing")).get("reason") and st,
+        60,
+        "on-nothing's status",
+        describe=operator.tail,
+    )
     assert (waiting["phase"], waiting["reason"]) == ("Pending", "TrainingRunNotFinished"), waiting
     assert "not-yet (not found)" in waiting["message"]

@@ -170,6 +170,13 @@ def test_suspend_suspends_every_unfinished_run_and_creates_none() -> None:
     assert [r.name for r in resumed.create_runs] == [NAMES[2]]
 
 
+def test_suspend_also_holds_the_final_stages() -> None:
+    children = {n: done(n) for n in NAMES}
+    held = run_decide(experiment(suspend=True, benchmark={"episodes": 5}), Observed(children=children))
+    assert held.create_benchmarks == [] and not held.create_report
+    assert held.status["phase"] == "Suspended" and "final stages wait" in held.status["message"]
+
+
 def test_early_stopping_stops_the_loser_and_counts_saved_budget() -> None:
     exp = experiment(earlyStopping={"minEvaluations": 2, "minRuns": 1})
     children = {

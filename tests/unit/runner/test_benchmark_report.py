@@ -54,6 +54,12 @@ def test_a_failed_entry_keeps_its_error_and_leaves_the_ranking() -> None:
     assert ranking.probability_of_improvement is None
 
 
+def test_long_errors_are_cut_to_fit_the_status_schema() -> None:
+    entries, _ = report.compute_results(["a"], ["E"], [], {("a", "E"): "x" * 5000 + "\nend"}, SETTINGS)
+    error = entries[0].error
+    assert error is not None and len(error) == report.MAX_ERROR and error.endswith("…")
+
+
 def test_an_environment_nobody_could_play_is_left_out_of_the_ranking() -> None:
     eps = episodes_of("a", "E1", [1.0, 2, 3]) + episodes_of("b", "E1", [4.0, 5, 6])
     errors = {("a", "Bad-v0"): "unknown environment id", ("b", "Bad-v0"): "unknown environment id"}

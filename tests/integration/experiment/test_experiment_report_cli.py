@@ -1,0 +1,54 @@
+"""A seeds-only Experiment (no search: the template is the one configuration) ends with a report,
+and ``kubectl gym report`` prints its tables and downloads its files from MinIO."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from kubegym_localcluster import layout
+from kubegym_localcluster.cluster import LocalCluster
+from kubegym_localcluster.kube import Kube
+from tests.conftest import OperatorProcess
+from tests.integration.benchmark.support import kubectl_gym
+from tests.integration.experiment.support import experiment, status
+from tests.support.kubectl import Kubectl
+from tests.support.wait import wait_until
+
+NAME = "seeds-only"
+
+
+def test_seeds_only_experiment_and_kubectl_gym_report(
+    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    manifest = experiment(NAME, seeds={"count": 2})
+    del manifest["spec"]["search"]
+    manifest["spec"]["template"].update({"totalTimesteps": 2048, "evaluation": {"everySteps": 1024, "episodes": 3}})
+    kubectl.apply(manifest)
+    wait_until(
+        lambda: status(kube, namespace, NAME).get("phase") in ("Succeeded", "Failed"),
+        600,
+        "the experiment to finish",
+        interval=2,
+        describe=lambda: json.dumps(status(kube, namespace, NAME), indent=1)[-3000:] + "\n" + operator.tail(20),
+    )
+    st = status(kube, namespace, NAME)
+    assert st["phase"] == "Succeeded", st
+    assert st["configurations"] == [{"id": "c0", "summary": "template", "hyperparameters": {}}]
+    (result,) = st["results"]
+    assert result["configuration"] == "c0" and result["runs"] == 2
+    assert st["best"]["summary"] == "template"
+
+    secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{layout.S3_SECRET}")["data"]
+    env = {k: base64.b64decode(v).decode() for k, v in secret.items() if k.startswith("AWS_")}
+    out = tmp_path / "report"
+    done = kubectl_gym(tmp_path, cluster.kubeconfig, "report", NAME, "-n", namespace, "--dir", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert f"Experiment {namespace}/{NAME}: Succeeded (2/2 runs done)" in text
+    assert "RANK" in text and "best: c0 (template)" in text
+    assert f"{NAME}-c0-s0" in text and f"{NAME}-c0-s1" in text  # the per-run table from runs.csv
+    for name in ("runs.csv", "configurations.csv", "curves.csv", "learning_curves.png", "final_scores.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
