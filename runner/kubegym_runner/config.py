@@ -83,9 +83,7 @@ class Wrapper(Model):
         ),
         min_length=1,
     )
-    kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments passed to the wrapper."
-    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the wrapper.")
 
 
 class EnvironmentConfig(Model):
@@ -96,9 +94,7 @@ class EnvironmentConfig(Model):
         min_length=1,
         max_length=256,
     )
-    kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for gymnasium.make."
-    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for gymnasium.make.")
     module: str | None = Field(
         default=None,
         description=(
@@ -106,12 +102,8 @@ class EnvironmentConfig(Model):
             "that register their ids on import ('my_pkg.envs')."
         ),
     )
-    wrappers: list[Wrapper] = Field(
-        default_factory=list, description="Wrappers applied in order to each env copy."
-    )
-    n_envs: int = Field(
-        default=1, ge=1, le=256, description="Number of parallel environment copies."
-    )
+    wrappers: list[Wrapper] = Field(default_factory=list, description="Wrappers applied in order to each env copy.")
+    n_envs: int = Field(default=1, ge=1, le=256, description="Number of parallel environment copies.")
     vec_env: VecEnvMode = Field(
         default=VecEnvMode.dummy,
         description="Vectorisation: 'dummy' (one process) or 'subproc' (one process per env).",
@@ -148,12 +140,8 @@ class S3Storage(Model):
 class CheckpointPolicy(Model):
     """How often to checkpoint and how many checkpoints to keep."""
 
-    every_steps: int = Field(
-        default=10_000, ge=1, description="Save a checkpoint every this many timesteps."
-    )
-    keep_last: int = Field(
-        default=3, ge=1, le=1000, description="Keep the newest K checkpoints, delete older ones."
-    )
+    every_steps: int = Field(default=10_000, ge=1, description="Save a checkpoint every this many timesteps.")
+    keep_last: int = Field(default=3, ge=1, le=1000, description="Keep the newest K checkpoints, delete older ones.")
     save_replay_buffer: bool = Field(
         default=False,
         description="Also save the replay buffer (off-policy algorithms only).",
@@ -163,13 +151,9 @@ class CheckpointPolicy(Model):
 class EvaluationConfig(Model):
     """Periodic evaluation during training, on a separate env copy."""
 
-    every_steps: int = Field(
-        default=10_000, ge=1, description="Evaluate every this many timesteps."
-    )
+    every_steps: int = Field(default=10_000, ge=1, description="Evaluate every this many timesteps.")
     episodes: int = Field(default=10, ge=1, le=10_000, description="Episodes per evaluation.")
-    deterministic: bool = Field(
-        default=True, description="Use the deterministic policy during evaluation."
-    )
+    deterministic: bool = Field(default=True, description="Use the deterministic policy during evaluation.")
 
 
 class RunRef(Model):
@@ -199,9 +183,7 @@ class TrainConfig(Model):
     storage: S3Storage
     #: Key prefix of this run's artifacts (``<prefix>/<namespace>/<name>``), fixed by the operator.
     run_prefix: str
-    resume_from: str | None = Field(
-        default=None, description="s3:// URI of a checkpoint folder to start from."
-    )
+    resume_from: str | None = Field(default=None, description="s3:// URI of a checkpoint folder to start from.")
     report_to: RunRef | None = None
     report_interval_seconds: float = Field(default=10.0, ge=1.0)
 
@@ -245,13 +227,9 @@ class TrainingProgress(Model):
     """What the runner reports onto ``status.progress`` while it trains (no NaN/Infinity)."""
 
     timesteps: int = Field(default=0, ge=0, description="Timesteps trained so far.")
-    total_timesteps: int | None = Field(
-        default=None, ge=1, description="Timesteps the run trains for in total."
-    )
+    total_timesteps: int | None = Field(default=None, ge=1, description="Timesteps the run trains for in total.")
     fraction: float = Field(default=0.0, ge=0, le=1, description="timesteps / totalTimesteps.")
-    percent: int = Field(
-        default=0, ge=0, le=100, description="Whole percent done (printer column Progress%)."
-    )
+    percent: int = Field(default=0, ge=0, le=100, description="Whole percent done (printer column Progress%).")
     steps_per_second: float | None = Field(
         default=None, ge=0, description="Recent training throughput in timesteps per second."
     )
@@ -263,9 +241,7 @@ class TrainingProgress(Model):
         default=None, ge=0, description="Mean length of the most recent training episodes."
     )
     episodes: int = Field(default=0, ge=0, description="Training episodes finished so far.")
-    last_evaluation: EvaluationResult | None = Field(
-        default=None, description="The most recent periodic evaluation."
-    )
+    last_evaluation: EvaluationResult | None = Field(default=None, description="The most recent periodic evaluation.")
     evaluations: list[EvaluationPoint] = Field(
         default_factory=list,
         max_length=MAX_EVALUATION_POINTS,
@@ -277,20 +253,14 @@ class TrainingProgress(Model):
         ge=0,
         description="Timestep of the checkpoint the current attempt resumed from (0: fresh).",
     )
-    update_time: datetime | None = Field(
-        default=None, description="When the runner wrote this progress."
-    )
+    update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
 
 
 class CheckpointStatus(Model):
     """The run's checkpoints in storage, as ``status.checkpoints``."""
 
-    latest_uri: str | None = Field(
-        default=None, description="s3:// URI of the newest complete checkpoint folder."
-    )
-    latest_step: int | None = Field(
-        default=None, ge=0, description="Timestep of the newest complete checkpoint."
-    )
+    latest_uri: str | None = Field(default=None, description="s3:// URI of the newest complete checkpoint folder.")
+    latest_step: int | None = Field(default=None, ge=0, description="Timestep of the newest complete checkpoint.")
     count: int = Field(default=0, ge=0, description="Complete checkpoints currently kept.")
 
 
@@ -298,18 +268,12 @@ class TrainingResult(Model):
     """The finished run, as ``status.result``."""
 
     timesteps: int | None = Field(default=None, ge=0, description="Timesteps trained in total.")
-    mean_reward: float | None = Field(
-        default=None, description="Mean return of the final evaluation."
-    )
+    mean_reward: float | None = Field(default=None, description="Mean return of the final evaluation.")
     std_reward: float | None = Field(
         default=None, ge=0, description="Standard deviation of the final evaluation's return."
     )
-    episodes: int | None = Field(
-        default=None, ge=0, description="Episodes of the final evaluation."
-    )
-    model_uri: str | None = Field(
-        default=None, description="s3:// URI of the final model folder (final/)."
-    )
+    episodes: int | None = Field(default=None, ge=0, description="Episodes of the final evaluation.")
+    model_uri: str | None = Field(default=None, description="s3:// URI of the final model folder (final/).")
 
 
 # --- Benchmark: evaluate models x environments (``kubegym-runner evaluate``) -------------------
