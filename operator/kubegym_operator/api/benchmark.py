@@ -26,6 +26,7 @@ from kubegym_operator.api.common import (
     RunPolicy,
     Scheduling,
     condition_list_field,
+    immutable_rule,
     rules,
     validation_rule,
 )
@@ -56,15 +57,7 @@ _NEW_BENCHMARK = "a Benchmark is one evaluation; create a new Benchmark (a new n
 
 def _immutable(field: str, *, optional: bool) -> JsonDict:
     """A transition rule keeping ``field`` as it was; optional fields may not appear or vanish."""
-    rule = f"self.{field} == oldSelf.{field}"
-    if optional:
-        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
-    return validation_rule(
-        rule,
-        f"spec.{field} is immutable: {_NEW_BENCHMARK}",
-        field_path=f".{field}",
-        reason="FieldValueForbidden",
-    )
+    return immutable_rule(field, _NEW_BENCHMARK, optional=optional)
 
 
 class TrainingRunRef(Model):

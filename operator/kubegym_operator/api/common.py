@@ -52,6 +52,20 @@ def rules(*entries: JsonDict) -> ConfigDict:
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(entries)})
 
 
+def immutable_rule(field: str, why: str, *, optional: bool) -> JsonDict:
+    """A transition rule keeping spec ``field`` as it was (``why`` ends the message); optional fields
+    may not appear or vanish either."""
+    rule = f"self.{field} == oldSelf.{field}"
+    if optional:
+        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+    return validation_rule(
+        rule,
+        f"spec.{field} is immutable: {why}",
+        field_path=f".{field}",
+        reason="FieldValueForbidden",
+    )
+
+
 def _check_quantity(value: int | str) -> int | str:
     if isinstance(value, bool) or (isinstance(value, int) and value < 0):
         raise ValueError(f"{value!r} is not a non-negative quantity")

@@ -25,6 +25,7 @@ from kubegym_operator.api.common import (
     Condition,
     Phase,
     condition_list_field,
+    immutable_rule,
     rules,
     validation_rule,
 )
@@ -54,15 +55,10 @@ _NEW_EXPERIMENT = "create a new Experiment instead (a new name, or delete and re
 
 
 def _immutable(field: str, *, optional: bool) -> JsonDict:
-    rule = f"self.{field} == oldSelf.{field}"
-    if optional:
-        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
-    return validation_rule(
-        rule,
-        f"spec.{field} is immutable: runs were created from it; only parallelism and suspend can change; "
-        + _NEW_EXPERIMENT,
-        field_path=f".{field}",
-        reason="FieldValueForbidden",
+    return immutable_rule(
+        field,
+        "runs were created from it; only parallelism and suspend can change; " + _NEW_EXPERIMENT,
+        optional=optional,
     )
 
 

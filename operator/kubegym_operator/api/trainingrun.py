@@ -22,6 +22,7 @@ from kubegym_operator.api.common import (
     RunPolicy,
     Scheduling,
     condition_list_field,
+    immutable_rule,
     rules,
     validation_rule,
 )
@@ -48,15 +49,7 @@ _NEW_RUN = "create a new TrainingRun instead (a new name, or delete and re-apply
 
 def _immutable(field: str, *, optional: bool) -> JsonDict:
     """A transition rule keeping ``field`` as it was; optional fields may not appear or vanish."""
-    rule = f"self.{field} == oldSelf.{field}"
-    if optional:
-        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
-    return validation_rule(
-        rule,
-        f"spec.{field} is immutable: the runner Job was rendered from it; {_NEW_RUN}",
-        field_path=f".{field}",
-        reason="FieldValueForbidden",
-    )
+    return immutable_rule(field, f"the runner Job was rendered from it; {_NEW_RUN}", optional=optional)
 
 
 class StorageSpec(S3Storage):

@@ -19,40 +19,33 @@ untrusted code.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubegym_operator import API_VERSION, GROUP, VERSION
+from kubegym_operator import GROUP, VERSION
 from kubegym_operator.api.benchmark import KIND, PLURAL, BenchmarkSpec
-from kubegym_operator.api.common import Resources, Scheduling
 from kubegym_operator.api.trainingrun import TrainingRunSpec
 from kubegym_operator.builders.job import (
     COMPONENT_LABEL,
-    CONTAINER_NAME,
-    GPU_RESOURCE,
-    HOME_DIR,
-    OPTIONAL_SECRET_KEYS,
     QUEUE_LABEL,
-    SECRET_KEYS,
     Manifest,
     RenderError,
-    container_security_context,
-    pod_failure_policy,
-    pod_security_context,
+    placement,
     run_prefix,
+    runner_env,
+    runner_job_spec,
+    runner_pod_spec,
 )
 from kubegym_operator.builders.job import storage_of as training_storage_of
 from kubegym_operator.builders.naming import dns_label, label_value
+from kubegym_operator.builders.ownership import controller_reference, identity_manifests, own_status_rules
 from kubegym_operator.settings import Settings
 from kubegym_runner.config import (
-    CONFIG_ENV,
     BenchmarkModel,
     EvaluateConfig,
     RunRef,
     S3Storage,
-    dump_config,
 )
 
 BENCHMARK_LABEL = "kubegym.io/benchmark"
@@ -77,15 +70,7 @@ def parse_spec(bench: Mapping[str, Any]) -> BenchmarkSpec:
 
 def owner_reference(bench: Mapping[str, Any]) -> Manifest:
     """Controller reference to the Benchmark: deleting it deletes its Job and identity."""
-    meta = bench["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_reference(bench, KIND)
 
 
 def benchmark_labels(bench: Mapping[str, Any]) -> dict[str, str]:
@@ -222,53 +207,6 @@ def build_evaluate_config(bench: Mapping[str, Any], models: list[BenchmarkModel]
     )
 
 
-def placement(resources: Resources, scheduling: Scheduling, settings: Settings) -> tuple[Manifest, Manifest]:
-    """Container resources and pod scheduling fields, with the operator's GPU defaults for GPU pods
-    (the same rules as a TrainingRun's runner)."""
-    cpu = resources.cpu if resources.cpu is not None else settings.default_cpu
-    memory = resources.memory if resources.memory is not None else settings.default_memory
-    limits: dict[str, str] = {"memory": str(memory)}
-    if resources.gpu > 0:
-        limits[GPU_RESOURCE] = str(resources.gpu)
-    node_selector = dict(scheduling.node_selector)
-    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in scheduling.tolerations]
-    if resources.gpu > 0:
-        node_selector = {**settings.gpu_node_selector, **node_selector}
-        defaults = [t.model_dump(by_alias=True, exclude_none=True) for t in settings.gpu_tolerations]
-        tolerations += [t for t in defaults if t not in tolerations]
-    pod: Manifest = {}
-    if node_selector:
-        pod["nodeSelector"] = node_selector
-    if tolerations:
-        pod["tolerations"] = tolerations
-    if scheduling.affinity:
-        pod["affinity"] = scheduling.affinity
-    if scheduling.priority_class_name:
-        pod["priorityClassName"] = scheduling.priority_class_name
-    return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}, pod
-
-
-def _env(config: EvaluateConfig, gpu: int) -> list[Manifest]:
-    env: list[Manifest] = [
-        {"name": CONFIG_ENV, "value": dump_config(config)},
-        {"name": "HOME", "value": HOME_DIR},
-        {"name": "TMPDIR", "value": "/tmp"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "KUBEGYM_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "KUBEGYM_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-    ]
-    if gpu == 0:
-        env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
-    secret = config.storage.secret_ref
-    if secret:
-        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in SECRET_KEYS]
-        env += [
-            {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k, "optional": True}}}
-            for k in OPTIONAL_SECRET_KEYS
-        ]
-    return env
-
-
 def queue_name(spec: BenchmarkSpec, settings: Settings) -> str | None:
     return spec.scheduling.queue_name or settings.default_queue_name
 
@@ -290,50 +228,27 @@ def render_job(bench: Mapping[str, Any], settings: Settings, models: list[Benchm
     if queue:
         job_labels[QUEUE_LABEL] = queue
     resources, scheduling = placement(spec.resources, spec.scheduling, settings)
-    container: Manifest = {
-        "name": CONTAINER_NAME,
-        "image": spec.image or settings.runner_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["kubegym-runner"],
-        "args": ["evaluate"],
-        "env": _env(config, spec.resources.gpu),
-        "resources": resources,
-        "securityContext": container_security_context(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "home", "mountPath": HOME_DIR}],
-    }
-    pod_spec: Manifest = {
-        "restartPolicy": "Never",
-        "serviceAccountName": evaluator_identity_name(meta["name"]),
-        "automountServiceAccountToken": True,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
-        "securityContext": pod_security_context(),
-        **scheduling,
-        "containers": [container],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": str(settings.tmp_size_limit)}},
-            {"name": "home", "emptyDir": {"sizeLimit": "1Gi"}},
-        ],
-    }
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    job_spec: Manifest = {
-        "suspend": queue is not None,
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": spec.run_policy.backoff_limit,
-        "podFailurePolicy": pod_failure_policy(),
-        "template": {
-            "metadata": {"labels": labels, "annotations": {BENCHMARK_NAME_ANNOTATION: meta["name"]}},
-            "spec": pod_spec,
-        },
-    }
-    if spec.run_policy.active_deadline_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
-    ttl = ttl_seconds_after_finished(spec, settings)
-    if ttl is not None:
-        job_spec["ttlSecondsAfterFinished"] = ttl
+    pod_spec = runner_pod_spec(
+        settings,
+        image=spec.image or settings.runner_image,
+        args=["evaluate"],
+        env=runner_env(config, spec.resources.gpu),
+        resources=resources,
+        service_account=evaluator_identity_name(meta["name"]),
+        scheduling=scheduling,
+        termination_grace_period_seconds=settings.termination_grace_period_seconds,
+        tmp_size_limit=str(settings.tmp_size_limit),
+        home_size_limit="1Gi",
+    )
+    job_spec = runner_job_spec(
+        pod_spec,
+        labels=labels,
+        annotations={BENCHMARK_NAME_ANNOTATION: meta["name"]},
+        suspend=queue is not None,
+        backoff_limit=spec.run_policy.backoff_limit,
+        active_deadline_seconds=spec.run_policy.active_deadline_seconds,
+        ttl_seconds_after_finished=ttl_seconds_after_finished(spec, settings),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -365,14 +280,7 @@ def ttl_patch(bench: Mapping[str, Any], job: Mapping[str, Any], settings: Settin
 
 def evaluator_role_rules(name: str) -> list[Manifest]:
     """Get and patch this Benchmark's status: nothing else, not even the Benchmark itself."""
-    return [
-        {
-            "apiGroups": [GROUP],
-            "resources": [f"{PLURAL}/status"],
-            "resourceNames": [name],
-            "verbs": ["get", "patch"],
-        }
-    ]
+    return own_status_rules(PLURAL, name, read_object=False)
 
 
 def render_evaluator_rbac(bench: Mapping[str, Any]) -> list[Manifest]:
@@ -381,31 +289,10 @@ def render_evaluator_rbac(bench: Mapping[str, Any]) -> list[Manifest]:
     Create them before the Job: a pod whose ServiceAccount is missing is never created.
     """
     meta = bench["metadata"]
-    name = evaluator_identity_name(meta["name"])
     base: dict[str, Any] = {
-        "name": name,
+        "name": evaluator_identity_name(meta["name"]),
         "namespace": meta["namespace"],
         "labels": benchmark_labels(bench),
         "ownerReferences": [owner_reference(bench)],
     }
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": copy.deepcopy(base),
-            "automountServiceAccountToken": False,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": copy.deepcopy(base),
-            "rules": evaluator_role_rules(meta["name"]),
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": copy.deepcopy(base),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
-        },
-    ]
+    return identity_manifests(base, evaluator_role_rules(meta["name"]))

@@ -30,6 +30,7 @@ from kubegym_operator.builders.status import (
     Severity,
     StatusUpdate,
     Verdict,
+    condition,
     conditions_for,
     format_time,
     is_terminal,
@@ -120,19 +121,9 @@ def _reword(verdict: Verdict, bench: Obj) -> Verdict:
 def _condition(
     kind: str, on: bool, reason: str, message: str, previous: Obj, now: datetime, generation: int | None
 ) -> dict[str, Any]:
-    status = "True" if on else "False"
-    before = {str(c.get("type")): c for c in (previous.get("conditions") or [])}.get(kind)
-    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
-    cond: dict[str, Any] = {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since or format_time(now),
-    }
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    return cond
+    """A Benchmark-only condition, judged against the previous status's conditions of that type."""
+    before = {str(c.get("type")): c for c in (previous.get("conditions") or [])}
+    return condition(kind, on, reason, message, before, now, generation)
 
 
 def waiting_message(waiting: Mapping[str, str]) -> str:

@@ -32,6 +32,7 @@ from kubegym_operator.api.experiment import (
 )
 from kubegym_operator.api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
+from kubegym_operator.builders.ownership import controller_reference
 from kubegym_runner.config import RESERVED_HYPERPARAMETERS, allowed_hyperparameters
 
 Manifest = dict[str, Any]
@@ -232,15 +233,7 @@ def plan(exp: Mapping[str, Any]) -> Plan:
 
 def owner_reference(exp: Mapping[str, Any]) -> Manifest:
     """Controller reference to the Experiment: deleting it deletes its runs."""
-    meta = exp["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_reference(exp, KIND)
 
 
 def experiment_labels(exp: Mapping[str, Any]) -> dict[str, str]:

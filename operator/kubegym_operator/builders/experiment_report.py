@@ -21,21 +21,19 @@ from kubegym_operator.builders.benchmark import benchmark_prefix
 from kubegym_operator.builders.experiment import child_metadata, experiment_labels
 from kubegym_operator.builders.job import (
     COMPONENT_LABEL,
-    CONTAINER_NAME,
     HOME_DIR,
-    OPTIONAL_SECRET_KEYS,
     QUEUE_LABEL,
-    SECRET_KEYS,
     Manifest,
-    container_security_context,
-    pod_failure_policy,
-    pod_security_context,
     queue_name,
     run_prefix,
+    runner_job_spec,
+    runner_pod_spec,
     scheduling_of,
+    secret_env,
     storage_of,
 )
 from kubegym_operator.builders.naming import dns_label, label_value
+from kubegym_operator.builders.ownership import identity_manifests, own_status_rules
 from kubegym_operator.settings import Settings
 from kubegym_runner.config import (
     CONFIG_ENV,
@@ -109,13 +107,8 @@ def _env(config: ExperimentReportConfig) -> list[Manifest]:
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
     ]
-    secret = config.storage.secret_ref
-    if secret:
-        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in SECRET_KEYS]
-        env += [
-            {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k, "optional": True}}}
-            for k in OPTIONAL_SECRET_KEYS
-        ]
+    if config.storage.secret_ref:
+        env += secret_env(config.storage.secret_ref)
     return env
 
 
@@ -145,47 +138,30 @@ def render_report_job(
     queue = queue_name(cpu_only, settings)
     if queue:
         job_labels[QUEUE_LABEL] = queue
-    container: Manifest = {
-        "name": CONTAINER_NAME,
-        "image": spec.template.image or settings.runner_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["kubegym-runner"],
-        "args": ["report"],
-        "env": _env(config),
-        "resources": {
+    pod_spec = runner_pod_spec(
+        settings,
+        image=spec.template.image or settings.runner_image,
+        args=["report"],
+        env=_env(config),
+        resources={
             "requests": {"cpu": str(settings.default_cpu), "memory": str(settings.default_memory)},
             "limits": {"memory": str(settings.default_memory)},
         },
-        "securityContext": container_security_context(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "home", "mountPath": HOME_DIR}],
-    }
-    pod_spec: Manifest = {
-        "restartPolicy": "Never",
-        "serviceAccountName": report_identity_name(name),
-        "automountServiceAccountToken": True,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
-        "securityContext": pod_security_context(),
-        **scheduling_of(cpu_only, settings),
-        "containers": [container],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
-            {"name": "home", "emptyDir": {"sizeLimit": "256Mi"}},
-        ],
-    }
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    job_spec: Manifest = {
-        "suspend": queue is not None,
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": REPORT_BACKOFF_LIMIT,
-        "podFailurePolicy": pod_failure_policy(),
-        "template": {"metadata": {"labels": labels, "annotations": _annotations(exp)}, "spec": pod_spec},
-    }
-    if settings.default_ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = settings.default_ttl_seconds_after_finished
+        service_account=report_identity_name(name),
+        scheduling=scheduling_of(cpu_only, settings),
+        termination_grace_period_seconds=30,
+        tmp_size_limit="2Gi",
+        home_size_limit="256Mi",
+    )
+    job_spec = runner_job_spec(
+        pod_spec,
+        labels=labels,
+        annotations=_annotations(exp),
+        suspend=queue is not None,
+        backoff_limit=REPORT_BACKOFF_LIMIT,
+        active_deadline_seconds=None,
+        ttl_seconds_after_finished=settings.default_ttl_seconds_after_finished,
+    )
     metadata = child_metadata(exp, report_job_name(name))
     metadata["labels"] = job_labels
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
@@ -205,36 +181,7 @@ def render_report_rbac(exp: Mapping[str, Any]) -> list[Manifest]:
     identity = report_identity_name(name)
     base = child_metadata(exp, identity)
     base["labels"] = report_labels(exp)
-    ns = exp["metadata"]["namespace"]
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": copy.deepcopy(base),
-            "automountServiceAccountToken": False,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": copy.deepcopy(base),
-            "rules": [
-                {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": [name], "verbs": ["get"]},
-                {
-                    "apiGroups": [GROUP],
-                    "resources": [f"{PLURAL}/status"],
-                    "resourceNames": [name],
-                    "verbs": ["get", "patch"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": copy.deepcopy(base),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": identity},
-            "subjects": [{"kind": "ServiceAccount", "name": identity, "namespace": ns}],
-        },
-    ]
+    return identity_manifests(base, own_status_rules(PLURAL, name, read_object=True))
 
 
 def render_benchmark(

@@ -14,19 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubegym_operator import API_VERSION, GROUP, VERSION
-from kubegym_operator.api.common import Toleration
+from kubegym_operator import GROUP, VERSION
+from kubegym_operator.api.common import Resources, Scheduling, Toleration
 from kubegym_operator.api.trainingrun import KIND, PLURAL, TrainingRunSpec
 from kubegym_operator.builders.naming import (
     label_value,
     runner_identity_name,
     training_job_name,
 )
+from kubegym_operator.builders.ownership import controller_reference
 from kubegym_operator.settings import Settings
 from kubegym_runner.config import (
     CONFIG_ENV,
     EXIT_USER_ERROR,
     CheckpointPolicy,
+    EvaluateConfig,
     RunRef,
     S3Storage,
     TrainConfig,
@@ -66,15 +68,7 @@ def parse_spec(run: Mapping[str, Any]) -> TrainingRunSpec:
 
 def owner_reference(run: Mapping[str, Any]) -> Manifest:
     """Controller reference to the run: deleting it deletes what it owns."""
-    meta = run["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return controller_reference(run, KIND)
 
 
 def run_labels(run: Mapping[str, Any]) -> dict[str, str]:
@@ -168,7 +162,8 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
     )
 
 
-def _secret_env(secret: str) -> list[Manifest]:
+def secret_env(secret: str) -> list[Manifest]:
+    """Storage credentials as ``secretKeyRef`` only, so no secret value is ever in a manifest."""
     env = [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for key in SECRET_KEYS]
     env += [
         {
@@ -180,7 +175,8 @@ def _secret_env(secret: str) -> list[Manifest]:
     return env
 
 
-def _env(config: TrainConfig, gpu: int) -> list[Manifest]:
+def runner_env(config: TrainConfig | EvaluateConfig, gpu: int) -> list[Manifest]:
+    """Environment of a training or evaluation runner: its config, writable dirs, pod identity, credentials."""
     env: list[Manifest] = [
         {"name": CONFIG_ENV, "value": dump_config(config)},
         {"name": "HOME", "value": HOME_DIR},
@@ -194,40 +190,42 @@ def _env(config: TrainConfig, gpu: int) -> list[Manifest]:
         # every GPU behind the device plugin's back.
         env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
     if config.storage.secret_ref:
-        env += _secret_env(config.storage.secret_ref)
+        env += secret_env(config.storage.secret_ref)
     return env
-
-
-def _resources(spec: TrainingRunSpec, settings: Settings) -> Manifest:
-    cpu = spec.resources.cpu if spec.resources.cpu is not None else settings.default_cpu
-    memory = spec.resources.memory if spec.resources.memory is not None else settings.default_memory
-    limits: dict[str, str] = {"memory": str(memory)}
-    if spec.resources.gpu > 0:
-        limits[GPU_RESOURCE] = str(spec.resources.gpu)
-    return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}
 
 
 def _toleration(t: Toleration) -> Manifest:
     return t.model_dump(by_alias=True, exclude_none=True)
 
 
-def scheduling_of(spec: TrainingRunSpec, settings: Settings) -> Manifest:
-    """Pod-spec scheduling fields: the run's, plus the operator's GPU defaults for GPU runs."""
-    node_selector = dict(spec.scheduling.node_selector)
-    tolerations = [_toleration(t) for t in spec.scheduling.tolerations]
-    if spec.resources.gpu > 0:
+def placement(resources: Resources, scheduling: Scheduling, settings: Settings) -> tuple[Manifest, Manifest]:
+    """Container resources and pod scheduling fields, with the operator's GPU defaults for GPU pods
+    (one rule for every runner pod, whichever kind owns it)."""
+    cpu = resources.cpu if resources.cpu is not None else settings.default_cpu
+    memory = resources.memory if resources.memory is not None else settings.default_memory
+    limits: dict[str, str] = {"memory": str(memory)}
+    if resources.gpu > 0:
+        limits[GPU_RESOURCE] = str(resources.gpu)
+    node_selector = dict(scheduling.node_selector)
+    tolerations = [_toleration(t) for t in scheduling.tolerations]
+    if resources.gpu > 0:
         node_selector = {**settings.gpu_node_selector, **node_selector}
         tolerations += [t for t in map(_toleration, settings.gpu_tolerations) if t not in tolerations]
-    out: Manifest = {}
+    pod: Manifest = {}
     if node_selector:
-        out["nodeSelector"] = node_selector
+        pod["nodeSelector"] = node_selector
     if tolerations:
-        out["tolerations"] = tolerations
-    if spec.scheduling.affinity:
-        out["affinity"] = spec.scheduling.affinity
-    if spec.scheduling.priority_class_name:
-        out["priorityClassName"] = spec.scheduling.priority_class_name
-    return out
+        pod["tolerations"] = tolerations
+    if scheduling.affinity:
+        pod["affinity"] = scheduling.affinity
+    if scheduling.priority_class_name:
+        pod["priorityClassName"] = scheduling.priority_class_name
+    return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}, pod
+
+
+def scheduling_of(spec: TrainingRunSpec, settings: Settings) -> Manifest:
+    """Pod-spec scheduling fields: the run's, plus the operator's GPU defaults for GPU runs."""
+    return placement(spec.resources, spec.scheduling, settings)[1]
 
 
 def pod_failure_policy() -> Manifest:
@@ -283,6 +281,81 @@ def initial_suspend(spec: TrainingRunSpec, settings: Settings) -> bool:
     return spec.suspend or queue_name(spec, settings) is not None
 
 
+def runner_pod_spec(
+    settings: Settings,
+    *,
+    image: str,
+    args: list[str],
+    env: list[Manifest],
+    resources: Manifest,
+    service_account: str,
+    scheduling: Manifest,
+    termination_grace_period_seconds: int,
+    tmp_size_limit: str,
+    home_size_limit: str,
+) -> Manifest:
+    """The pod every runner command gets: ``restricted`` security, a read-only root filesystem with
+    emptyDirs for /tmp and $HOME, and the given identity's token mounted explicitly."""
+    container: Manifest = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubegym-runner"],
+        "args": args,
+        "env": env,
+        "resources": resources,
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "home", "mountPath": HOME_DIR},
+        ],
+    }
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": termination_grace_period_seconds,
+        "securityContext": pod_security_context(),
+        **scheduling,
+        "containers": [container],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": tmp_size_limit}},
+            {"name": "home", "emptyDir": {"sizeLimit": home_size_limit}},
+        ],
+    }
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    return pod_spec
+
+
+def runner_job_spec(
+    pod_spec: Manifest,
+    *,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    suspend: bool,
+    backoff_limit: int,
+    active_deadline_seconds: int | None,
+    ttl_seconds_after_finished: int | None,
+) -> Manifest:
+    """A single-pod Job spec whose failures follow :func:`pod_failure_policy`; unset optional fields are left out."""
+    job_spec: Manifest = {
+        "suspend": suspend,
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+    }
+    if active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = active_deadline_seconds
+    if ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds_after_finished
+    return job_spec
+
+
 def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> Manifest:
     """The runner Job of a TrainingRun (``batch/v1`` manifest, owned by the run).
 
@@ -297,53 +370,27 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
     queue = queue_name(spec, settings)
     if queue:
         job_labels[QUEUE_LABEL] = queue
-    container: Manifest = {
-        "name": CONTAINER_NAME,
-        "image": spec.image or settings.runner_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["kubegym-runner"],
-        "args": ["train"],
-        "env": _env(config, spec.resources.gpu),
-        "resources": _resources(spec, settings),
-        "securityContext": container_security_context(),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "home", "mountPath": HOME_DIR},
-        ],
-    }
-    pod_spec: Manifest = {
-        "restartPolicy": "Never",
-        "serviceAccountName": runner_identity_name(meta["name"]),
-        "automountServiceAccountToken": True,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
-        "securityContext": pod_security_context(),
-        **scheduling_of(spec, settings),
-        "containers": [container],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": str(settings.tmp_size_limit)}},
-            {"name": "home", "emptyDir": {"sizeLimit": "1Gi"}},
-        ],
-    }
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    job_spec: Manifest = {
-        "suspend": initial_suspend(spec, settings),
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": spec.run_policy.backoff_limit,
-        "podFailurePolicy": pod_failure_policy(),
-        "template": {
-            "metadata": {"labels": labels, "annotations": {RUN_NAME_ANNOTATION: meta["name"]}},
-            "spec": pod_spec,
-        },
-    }
-    if spec.run_policy.active_deadline_seconds is not None:
-        job_spec["activeDeadlineSeconds"] = spec.run_policy.active_deadline_seconds
-    ttl = ttl_seconds_after_finished(spec, settings)
-    if ttl is not None:
-        job_spec["ttlSecondsAfterFinished"] = ttl
+    pod_spec = runner_pod_spec(
+        settings,
+        image=spec.image or settings.runner_image,
+        args=["train"],
+        env=runner_env(config, spec.resources.gpu),
+        resources=placement(spec.resources, spec.scheduling, settings)[0],
+        service_account=runner_identity_name(meta["name"]),
+        scheduling=scheduling_of(spec, settings),
+        termination_grace_period_seconds=settings.termination_grace_period_seconds,
+        tmp_size_limit=str(settings.tmp_size_limit),
+        home_size_limit="1Gi",
+    )
+    job_spec = runner_job_spec(
+        pod_spec,
+        labels=labels,
+        annotations={RUN_NAME_ANNOTATION: meta["name"]},
+        suspend=initial_suspend(spec, settings),
+        backoff_limit=spec.run_policy.backoff_limit,
+        active_deadline_seconds=spec.run_policy.active_deadline_seconds,
+        ttl_seconds_after_finished=ttl_seconds_after_finished(spec, settings),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

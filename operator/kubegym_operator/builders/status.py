@@ -435,7 +435,7 @@ def _completion(job: Obj | None, verdict: Verdict, now: datetime) -> str:
     return format_time(now)
 
 
-def _cond(
+def condition(
     kind: str,
     on: bool,
     reason: str,
@@ -444,6 +444,7 @@ def _cond(
     now: datetime,
     generation: int | None,
 ) -> dict[str, Any]:
+    """One status condition; ``previous`` (conditions by type) keeps its lastTransitionTime while the status holds."""
     status = "True" if on else "False"
     before = previous.get(kind)
     since = before.get("lastTransitionTime") if before and before.get("status") == status else None
@@ -473,12 +474,12 @@ def conditions_for(
     """
     before = {str(c.get("type")): c for c in previous}
     phase, reason, message = verdict.phase, verdict.reason, verdict.message
-    out = [_cond("Running", phase == Phase.Running.value, reason, message, before, now, generation)]
+    out = [condition("Running", phase == Phase.Running.value, reason, message, before, now, generation)]
     if phase == Phase.Suspended.value:
-        out.append(_cond("Suspended", True, reason, message, before, now, generation))
+        out.append(condition("Suspended", True, reason, message, before, now, generation))
     elif "Suspended" in before:
         out.append(
-            _cond(
+            condition(
                 "Suspended",
                 False,
                 Reason.RESUMED,
@@ -489,15 +490,15 @@ def conditions_for(
             )
         )
     if reason == Reason.EARLY_STOPPED:
-        out.append(_cond("EarlyStopped", True, reason, message, before, now, generation))
+        out.append(condition("EarlyStopped", True, reason, message, before, now, generation))
     elif "EarlyStopped" in before:
         out.append(
-            _cond("EarlyStopped", False, Reason.RESUMED, "the run is no longer stopped", before, now, generation)
+            condition("EarlyStopped", False, Reason.RESUMED, "the run is no longer stopped", before, now, generation)
         )
     if phase == Phase.Succeeded.value:
-        out.append(_cond("Succeeded", True, reason, message, before, now, generation))
+        out.append(condition("Succeeded", True, reason, message, before, now, generation))
     if phase == Phase.Failed.value:
-        out.append(_cond("Failed", True, reason, message, before, now, generation))
+        out.append(condition("Failed", True, reason, message, before, now, generation))
     return out
 
 

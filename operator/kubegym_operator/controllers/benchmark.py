@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kubegym_operator import GROUP, VERSION, metrics
+from kubegym_operator import metrics
 from kubegym_operator.api.benchmark import PLURAL
 from kubegym_operator.api.trainingrun import PLURAL as TRAINING_RUNS
 from kubegym_operator.builders.benchmark import (
@@ -28,7 +28,8 @@ from kubegym_operator.builders.benchmark import (
 )
 from kubegym_operator.builders.benchmark_status import compute_status, failed_status
 from kubegym_operator.builders.job import RenderError
-from kubegym_operator.builders.status import Event, StatusUpdate, is_terminal
+from kubegym_operator.builders.status import StatusUpdate, is_terminal
+from kubegym_operator.controllers.common import EventSink, ObjectLocks, job_path, object_path, write_status
 from kubegym_operator.kubeapi import (
     Obj,
     collection_path,
@@ -37,16 +38,13 @@ from kubegym_operator.kubeapi import (
     get_or_none,
     json_patch,
     list_items,
-    merge_patch,
 )
 from kubegym_operator.settings import Settings
 
 log = logging.getLogger("kubegym.benchmark")
 
-EventSink = Callable[[Obj, Event], None]
-
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_locks_guard = threading.Lock()
+#: One reconcile at a time per Benchmark.
+_lock = ObjectLocks()
 
 
 class WaitIndex:
@@ -74,21 +72,12 @@ class WaitIndex:
 WAITING = WaitIndex()
 
 
-def _lock(namespace: str, name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.Lock())
-
-
 def benchmark_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+    return object_path(PLURAL, namespace, name)
 
 
 def training_run_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{TRAINING_RUNS}/{name}"
-
-
-def job_path(namespace: str, name: str) -> str:
-    return f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+    return object_path(TRAINING_RUNS, namespace, name)
 
 
 @metrics.instrument("Benchmark")
@@ -146,12 +135,6 @@ def _create(bench: Obj, settings: Settings, resolution: Resolution) -> Obj:
 
 
 def _write(bench: Obj, update: StatusUpdate, emit: EventSink) -> Obj | None:
-    previous = bench.get("status") or {}
-    changed = {k: v for k, v in update.status.items() if previous.get(k) != v}
-    if update.event is not None:
-        emit(bench, update.event)
-    if not changed:
-        return None
     meta = bench["metadata"]
-    merge_patch(f"{benchmark_path(meta['namespace'], meta['name'])}/status", {"status": changed})
-    return update.status
+    events = [update.event] if update.event is not None else []
+    return write_status(bench, benchmark_path(meta["namespace"], meta["name"]), update.status, events, emit)

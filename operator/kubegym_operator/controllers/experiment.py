@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -50,7 +48,8 @@ from kubegym_operator.builders.experiment_status import (
 )
 from kubegym_operator.builders.job import RUN_LABEL, RenderError, run_prefix
 from kubegym_operator.builders.naming import label_value
-from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event
+from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION
+from kubegym_operator.controllers.common import EventSink, ObjectLocks, job_path, object_path, write_status
 from kubegym_operator.kubeapi import (
     Obj,
     collection_path,
@@ -64,28 +63,16 @@ from kubegym_operator.settings import Settings
 
 log = logging.getLogger("kubegym.experiment")
 
-EventSink = Callable[[Obj, Event], None]
-
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(namespace: str, name: str) -> threading.Lock:
-    """One reconcile at a time per Experiment: its runs' events arrive in bursts."""
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.Lock())
+#: One reconcile at a time per Experiment: its runs' events arrive in bursts.
+_lock = ObjectLocks()
 
 
 def experiment_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+    return object_path(PLURAL, namespace, name)
 
 
 def run_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUN_PLURAL}/{name}"
-
-
-def job_path(namespace: str, name: str) -> str:
-    return f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+    return object_path(RUN_PLURAL, namespace, name)
 
 
 def _plan(exp: Obj, settings: Settings) -> Plan | PlanError:
@@ -242,12 +229,5 @@ def _create_report(exp: Obj, planned: Plan, observed: Observed, actions: Actions
 
 
 def _write(exp: Obj, actions: Actions, emit: EventSink) -> Obj | None:
-    previous: dict[str, Any] = exp.get("status") or {}
-    changed = {k: v for k, v in actions.status.items() if previous.get(k) != v}
-    for event in actions.events:
-        emit(exp, event)
-    if not changed:
-        return None
     meta = exp["metadata"]
-    merge_patch(f"{experiment_path(meta['namespace'], meta['name'])}/status", {"status": changed})
-    return actions.status
+    return write_status(exp, experiment_path(meta["namespace"], meta["name"]), actions.status, actions.events, emit)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable
 
-from kubegym_operator import GROUP, VERSION, metrics
+from kubegym_operator import metrics
 from kubegym_operator.api.trainingrun import PLURAL
 from kubegym_operator.builders.job import RenderError, checkpoint_uri_of, parse_spec, plan_job_update, render_job
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.builders.rbac import render_runner_rbac
-from kubegym_operator.builders.status import Event, StatusUpdate, compute_status, failed_status, is_terminal
+from kubegym_operator.builders.status import StatusUpdate, compute_status, failed_status, is_terminal
+from kubegym_operator.controllers.common import EventSink, ObjectLocks, job_path, object_path, write_status
 from kubegym_operator.kubeapi import (
     Obj,
     collection_path,
@@ -26,31 +26,17 @@ from kubegym_operator.kubeapi import (
     get_or_none,
     json_patch,
     list_items,
-    merge_patch,
 )
 from kubegym_operator.settings import Settings
 
 log = logging.getLogger("kubegym.trainingrun")
 
-#: Called with (run, event) for every transition; the handler layer posts it as a k8s Event.
-EventSink = Callable[[Obj, Event], None]
-
-_locks: dict[tuple[str, str], threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock(namespace: str, name: str) -> threading.Lock:
-    """One reconcile at a time per run: run, Job and pod events may arrive together."""
-    with _locks_guard:
-        return _locks.setdefault((namespace, name), threading.Lock())
+#: One reconcile at a time per run: run, Job and pod events may arrive together.
+_lock = ObjectLocks()
 
 
 def run_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-
-
-def job_path(namespace: str, name: str) -> str:
-    return f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+    return object_path(PLURAL, namespace, name)
 
 
 @metrics.instrument("TrainingRun")
@@ -117,12 +103,6 @@ def _update(run: Obj, job: Obj, settings: Settings) -> Obj:
 
 
 def _write(run: Obj, update: StatusUpdate, emit: EventSink) -> Obj | None:
-    previous = run.get("status") or {}
-    changed = {k: v for k, v in update.status.items() if previous.get(k) != v}
-    if update.event is not None:
-        emit(run, update.event)
-    if not changed:
-        return None
     meta = run["metadata"]
-    merge_patch(f"{run_path(meta['namespace'], meta['name'])}/status", {"status": changed})
-    return update.status
+    events = [update.event] if update.event is not None else []
+    return write_status(run, run_path(meta["namespace"], meta["name"]), update.status, events, emit)
