@@ -17,7 +17,7 @@ export KUBEGYM_STATE ?= $(CURDIR)/.state
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/cli:$(CURDIR)/hack
 export PATH := $(VENV)/bin:$(KUBE_BIN):$(HELM_BIN):$(PATH)
 LOCAL := $(PY) -m kubegym_localcluster
-PYTEST := $(PY) -m pytest -p no:cacheprovider
+PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=15
 
 .PHONY: help deps venv components up down kubeconfig env demo test lint typecheck unit integration e2e
 

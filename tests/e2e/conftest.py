@@ -71,6 +71,25 @@ def release(cluster: LocalCluster, kube: Kube, tmp_path_factory: pytest.TempPath
         helm.run("uninstall", RELEASE, "--namespace", SYSTEM_NAMESPACE, "--wait", "--timeout", "120s")
 
 
+class ReleaseOperator:
+    """The e2e tier's ``operator``: the installed chart, never the integration tier's subprocess.
+
+    Overriding the fixture here means one operator per cluster in this tier: a test that asks
+    for ``operator`` gets the Helm release, with the ``tail`` the tests use to explain a failure.
+    """
+
+    def __init__(self, release: Release) -> None:
+        self.release = release
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.release.logs().splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(release: Release) -> ReleaseOperator:
+    return ReleaseOperator(release)
+
+
 @pytest.fixture
 def run_namespace(cluster: LocalCluster, kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     prefix = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40].strip("-")

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from kubegym_localcluster.kube import Kube
-from tests.conftest import OperatorProcess
+from tests.e2e.conftest import ReleaseOperator
 from tests.integration.experiment.support import experiment, run_pods, runs_of, status
 from tests.integration.trainingrun.support import s3_client
 from tests.support.kubectl import Kubectl
@@ -20,7 +20,7 @@ BUDGET = 16384
 
 
 def test_a_bad_learning_rate_is_stopped_early(
-    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
+    kube: Kube, namespace: str, kubectl: Kubectl, operator: ReleaseOperator
 ) -> None:
     ns = namespace
     template = {

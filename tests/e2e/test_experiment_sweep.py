@@ -18,7 +18,7 @@ import pandas as pd
 
 from kubegym_localcluster.kube import Kube
 from kubegym_runner import stats
-from tests.conftest import OperatorProcess
+from tests.e2e.conftest import ReleaseOperator
 from tests.integration.experiment.support import run_pods, runs_of, status
 from tests.integration.trainingrun.support import example, keys, s3_client
 from tests.support.kubectl import Kubectl
@@ -62,7 +62,7 @@ def max_overlap(intervals: list[tuple[float, float, str]]) -> int:
     return peak
 
 
-def test_cartpole_sweep(kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess) -> None:
+def test_cartpole_sweep(kube: Kube, namespace: str, kubectl: Kubectl, operator: ReleaseOperator) -> None:
     ns = namespace
     manifest = example("experiment-cartpole-sweep.yaml")
     kubectl.apply(manifest)
