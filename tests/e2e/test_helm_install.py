@@ -216,8 +216,6 @@ def test_the_installed_operator_trains_and_benchmarks_the_benchmark_example(
 ) -> None:
     """examples/benchmark-cartpole.yaml (two TrainingRuns and a Benchmark of both), its runs
     shortened to SHORT_TIMESTEPS: the runs train, then the Benchmark evaluates and ranks them."""
-    if not (layout.REPO / "crds" / "benchmarks.kubegym.io.yaml").is_file():
-        pytest.skip("Benchmark is not served yet (no crds/benchmarks.kubegym.io.yaml)")
     docs = [shortened(d) for d in yaml.safe_load_all((EXAMPLES / "benchmark-cartpole.yaml").read_text()) if d]
     benchmarks = [d for d in docs if d["kind"] == "Benchmark"]
     assert benchmarks and any(d["kind"] == "TrainingRun" for d in docs)
