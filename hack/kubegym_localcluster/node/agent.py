@@ -85,6 +85,8 @@ class NodeAgent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.boot_id = str(uuid.uuid4())
+        #: nvidia-smi is asked once: capacity() runs twice a second in the heartbeat loop.
+        self.detected_gpus = detected_gpus()
         self.service_env = {
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": str(self.ports.apiserver),
@@ -101,7 +103,7 @@ class NodeAgent:
         cfg = self.config.read()
         gpus = cfg.get("gpus")
         if gpus is None:
-            gpus = detected_gpus()
+            gpus = self.detected_gpus
         cap = {
             "cpu": str(cfg.get("cpu", os.cpu_count() or 1)),
             "memory": f"{memory_bytes() // 1024}Ki",
