@@ -18,7 +18,7 @@ from kubegym_operator.api.trainingrun import PLURAL as TRAINING_RUNS
 from kubegym_operator.builders.benchmark import BENCHMARK_LABEL, BENCHMARK_NAME_ANNOTATION
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import benchmark
-from kubegym_operator.handlers.resync import resync_unfinished
+from kubegym_operator.handlers.resync import resync_unfinished, unless_namespace_terminating
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -33,7 +33,8 @@ def emit(bench: Obj, event: Event) -> None:
 
 
 def reconcile(namespace: str, name: str) -> None:
-    benchmark.reconcile(namespace, name, STATE.settings, emit)
+    with unless_namespace_terminating(namespace, name):
+        benchmark.reconcile(namespace, name, STATE.settings, emit)
 
 
 def resync() -> None:

@@ -23,7 +23,7 @@ from kubegym_operator.builders.experiment import EXPERIMENT_LABEL, EXPERIMENT_NA
 from kubegym_operator.builders.experiment_report import REPORT_LABEL
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import experiment
-from kubegym_operator.handlers.resync import resync_unfinished
+from kubegym_operator.handlers.resync import resync_unfinished, unless_namespace_terminating
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -38,7 +38,8 @@ def emit(exp: Obj, event: Event) -> None:
 
 
 def reconcile(namespace: str, name: str) -> None:
-    experiment.reconcile(namespace, name, STATE.settings, emit)
+    with unless_namespace_terminating(namespace, name):
+        experiment.reconcile(namespace, name, STATE.settings, emit)
 
 
 def resync() -> None:

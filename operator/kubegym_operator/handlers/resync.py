@@ -7,8 +7,11 @@ failure is logged and does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from kubernetes.client.exceptions import ApiException
 
 from kubegym_operator import GROUP, VERSION
 from kubegym_operator.kubeapi import Obj, list_items
@@ -38,3 +41,19 @@ def resync_unfinished(plural: str, reconcile: Callable[[str, str], None]) -> Non
             reconcile(meta["namespace"], meta["name"])
         except Exception:
             log.exception("resync of %s %s/%s failed", plural, meta["namespace"], meta["name"])
+
+
+@contextlib.contextmanager
+def unless_namespace_terminating(namespace: str, name: str) -> Iterator[None]:
+    """Swallow the 403 the API server gives for creating in a namespace being deleted.
+
+    The namespace's deletion will take the object and everything it owns with it: there is
+    nothing left to reconcile, and it is not an authorization failure worth a traceback.
+    """
+    try:
+        yield
+    except ApiException as e:
+        if e.status == 403 and "NamespaceTerminating" in str(e.body or ""):
+            log.info("%s/%s: namespace is being deleted; nothing to reconcile", namespace, name)
+            return
+        raise

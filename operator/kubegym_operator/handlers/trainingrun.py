@@ -19,7 +19,7 @@ from kubegym_operator.api.trainingrun import PLURAL
 from kubegym_operator.builders.job import RUN_LABEL, RUN_NAME_ANNOTATION
 from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import trainingrun
-from kubegym_operator.handlers.resync import resync_unfinished
+from kubegym_operator.handlers.resync import resync_unfinished, unless_namespace_terminating
 from kubegym_operator.kubeapi import Obj, post_event
 from kubegym_operator.state import STATE
 
@@ -34,7 +34,8 @@ def emit(run: Obj, event: Event) -> None:
 
 
 def reconcile(namespace: str, name: str) -> None:
-    trainingrun.reconcile(namespace, name, STATE.settings, emit)
+    with unless_namespace_terminating(namespace, name):
+        trainingrun.reconcile(namespace, name, STATE.settings, emit)
 
 
 def resync() -> None:
