@@ -254,7 +254,7 @@ def test_the_operator_was_never_refused(trained: Trained, release: Release) -> N
     def terminating(i: int) -> bool:
         # A namespace being deleted refuses new objects with 403 NamespaceTerminating: that is
         # the namespace's lifecycle, not the operator's RBAC.
-        return any("being terminated" in x for x in lines[i : i + 2])
+        return any("being terminated" in x for x in lines[i : i + 4])
 
     refused = [
         line
