@@ -14,12 +14,15 @@ HELM := $(HELM_BIN)/helm
 
 export KUBEGYM_CACHE VENV
 export KUBEGYM_STATE ?= $(CURDIR)/.state
+# The test tiers run on a cluster of their own, so `make test` passes whatever `make demo` left
+# running (and the demo survives a test run): another state folder, other free ports.
+TEST_STATE ?= $(CURDIR)/.state-test
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/cli:$(CURDIR)/hack
 export PATH := $(VENV)/bin:$(KUBE_BIN):$(HELM_BIN):$(PATH)
 LOCAL := $(PY) -m kubegym_localcluster
 PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=15
 
-.PHONY: help deps venv components up down kubeconfig env demo test lint typecheck unit integration e2e
+.PHONY: help deps venv components up down kubeconfig env demo test lint typecheck unit integration e2e chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -36,8 +39,11 @@ components: ## build the pinned Kubernetes, etcd, MinIO and Helm binaries (cache
 up: deps venv components ## start the local cluster (control plane, local node, MinIO)
 	@$(LOCAL) up
 
-down: ## stop every process of the local cluster
-	@if [ -x $(PY) ]; then $(LOCAL) down; else echo "nothing to stop"; fi
+down: ## stop every process of the local cluster (the demo's and the tests')
+	@if [ ! -x $(PY) ]; then echo "nothing to stop"; exit 0; fi; \
+	for state in $(KUBEGYM_STATE) $(TEST_STATE); do \
+	  if [ -d "$$state" ]; then KUBEGYM_STATE="$$state" $(LOCAL) down; fi; \
+	done
 
 kubeconfig: ## print the local cluster's kubeconfig path
 	@echo "$(KUBEGYM_STATE)/kubeconfig"
@@ -62,7 +68,13 @@ integration: up ## integration tier: against the local cluster
 e2e: up ## e2e tier: the whole path on the local cluster
 	@$(PYTEST) tests/e2e
 
-test: lint typecheck unit integration e2e ## every test tier
+chaos: up ## chaos tier: faults injected into the local cluster (operator, pods, MinIO, API server, the whole cluster)
+	@$(PYTEST) tests/chaos
+
+test: lint typecheck unit integration e2e chaos ## every test tier
+
+# Every tier that needs a cluster runs on the tests' own (see TEST_STATE above).
+test integration e2e chaos: export KUBEGYM_STATE := $(TEST_STATE)
 
 env: ## print shell exports for the local cluster (KUBECONFIG, MinIO endpoint and credentials)
 	@$(LOCAL) env

@@ -25,7 +25,7 @@ from typing import Any
 from .. import layout
 from ..kube import ApiError, Credentials, Kube
 from .logserver import LogServer
-from .runtime import TERMINATION_LOG, PodWorker
+from .runtime import PodWorker
 from .status import now
 
 Obj = dict[str, Any]
@@ -210,15 +210,23 @@ class NodeAgent:
     def heartbeat_loop(self) -> None:
         last_status = 0.0
         last_cap: dict[str, str] = {}
+        failing = False
         while not self.stopping.is_set():
             try:
                 self.renew_lease()
                 cap = self.capacity()
-                if cap != last_cap or time.monotonic() - last_status > 60:
+                # After an outage the node controller may have marked the node NotReady (its
+                # lease went stale): post Ready at once rather than at the next minute.
+                if failing or cap != last_cap or time.monotonic() - last_status > 60:
                     self.post_status()
                     last_status, last_cap = time.monotonic(), cap
+                if failing:
+                    log.info("heartbeat: the API server answers again; node status posted")
+                failing = False
             except Exception as e:  # noqa: BLE001 - keep beating through API hiccups
-                log.warning("heartbeat failed: %s", e)
+                if not failing:
+                    log.warning("heartbeat failed: %s", e)
+                failing = True
             # Capacity changes (config.json) should show quickly; the lease needs only HEARTBEAT.
             for _ in range(int(HEARTBEAT / 0.5)):
                 if self.stopping.wait(0.5) or self.capacity() != last_cap:
@@ -237,7 +245,7 @@ class NodeAgent:
                 if meta.get("deletionTimestamp"):
                     self._delete_now(pod)
                     return
-                worker = PodWorker(self.kube, pod, self.pods_dir / uid, self.service_env, self.name)
+                worker = PodWorker(self.kube, pod, self.pods_dir / uid, self.service_env, self.name, self.stopping)
                 self.workers[uid] = worker
                 log.info("pod %s/%s: starting", meta["namespace"], meta["name"])
                 worker.start()
@@ -270,8 +278,26 @@ class NodeAgent:
                 log.warning("delete %s: %s", m["name"], e)
 
     def forget(self, pod: Obj) -> None:
+        """The pod object is gone (force-deleted, or deleted while we could not see it): stop it."""
         with self.lock:
-            self.workers.pop(pod["metadata"]["uid"], None)
+            worker = self.workers.pop(pod["metadata"]["uid"], None)
+        if worker is not None and not worker.finished.is_set() and not worker.terminate_requested.is_set():
+            log.info("pod %s/%s: deleted from the API; stopping its containers", worker.ns, worker.name)
+            worker.request_termination(float(pod["spec"].get("terminationGracePeriodSeconds", 30)))
+
+    def sync(self, pods: list[Obj]) -> None:
+        """After a (re-)list: start or update every listed pod, stop workers of pods that vanished.
+
+        A watch that broke (the API server restarted) may have missed DELETED events; the list
+        is the truth, as a kubelet's SyncPods treats it.
+        """
+        listed = {p["metadata"]["uid"] for p in pods}
+        for pod in pods:
+            self.handle(pod)
+        with self.lock:
+            vanished = [w.pod for uid, w in self.workers.items() if uid not in listed]
+        for pod in vanished:
+            self.forget(pod)
 
     def worker_for(self, namespace: str, name: str) -> PodWorker | None:
         with self.lock:
@@ -286,8 +312,7 @@ class NodeAgent:
             try:
                 lst = self.kube.get("/api/v1/pods", **selector)
                 rv = lst["metadata"]["resourceVersion"]
-                for pod in lst["items"]:
-                    self.handle(pod)
+                self.sync(lst["items"])
                 for ev in self.kube.watch(
                     "/api/v1/pods",
                     resourceVersion=rv,
@@ -312,8 +337,6 @@ class NodeAgent:
     # --- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
-        if not os.path.exists(TERMINATION_LOG):
-            Path(TERMINATION_LOG).touch()
         self._reap_leftovers()
         while True:
             try:

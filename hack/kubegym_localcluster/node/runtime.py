@@ -2,9 +2,16 @@
 
 Each pod gets a worker thread. Containers are processes started in their own session
 (so the whole group can be signalled) inside a private mount namespace that maps the
-pod's volumes onto their mountPaths (see :mod:`.podspec`). Memory limits become a
-cgroup (v1 memory controller) per container where the machine allows it, so an
-exceeded limit is a real OOM kill, reported as ``OOMKilled``.
+pod's volumes onto their mountPaths (see :mod:`.podspec` and :mod:`.launch`). Resources
+become cgroups (v1 controllers) per container where the machine allows it: a memory limit
+is a real OOM kill, reported as ``OOMKilled``; a CPU limit is a CFS quota and a CPU request
+is ``cpu.shares``, as a kubelet sets them.
+
+The worker behaves like a kubelet through faults: a container whose configuration cannot be
+built yet (a Secret or ConfigMap that does not exist) is retried with back-off until it can;
+a status write that fails (the API server is down) is kept and sent again until the API
+answers, so the final container state is never lost; the processes it supervises are never
+abandoned because a write failed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ MAX_TERMINATION_MESSAGE = 4096
 #: How long a refused volume set-up (token or Secret request) is retried before the pod fails.
 VOLUME_RETRY_SECONDS = 60.0
 BACKOFF_MAX = 60.0
+#: Back-off cap for a container whose configuration cannot be built yet (missing Secret...).
+CONFIG_RETRY_MAX = 10.0
+#: Waiting reasons a kubelet retries by itself (the user may create the missing object).
+RETRYABLE_WAITING = frozenset({"CreateContainerConfigError", "ErrImagePull", "ImagePullBackOff"})
+CFS_PERIOD_US = 100_000
 
 
 def parse_quantity(q: str | int | float) -> int:
@@ -50,13 +62,19 @@ def parse_quantity(q: str | int | float) -> int:
     return int(float(s))
 
 
-def memory_cgroup_root() -> Path | None:
-    """The writable v1 memory cgroup this process lives in, if any."""
+def parse_cpu(q: str | int | float) -> float:
+    """Cores of a CPU quantity (``500m``, ``2``, ``1.5``)."""
+    s = str(q)
+    return float(s[:-1]) / 1000 if s.endswith("m") else float(s)
+
+
+def cgroup_root(controller: str) -> Path | None:
+    """The writable v1 cgroup of ``controller`` this process lives in, if any."""
     try:
         for line in Path("/proc/self/cgroup").read_text().splitlines():
             _, controllers, path = line.split(":", 2)
-            if "memory" in controllers.split(","):
-                root = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+            if controller in controllers.split(","):
+                root = Path("/sys/fs/cgroup") / controller / path.lstrip("/")
                 if os.access(root, os.W_OK):
                     return root
     except OSError:
@@ -64,16 +82,46 @@ def memory_cgroup_root() -> Path | None:
     return None
 
 
+def cgroup_settings(resources: Obj) -> dict[str, dict[str, str]]:
+    """The cgroup v1 files a kubelet writes for a container's resources, by controller.
+
+    A CPU limit is a CFS quota over a 100 ms period; a CPU request is ``cpu.shares``
+    (1024 per core, at least 2); a memory limit is ``memory.limit_in_bytes``.
+    """
+    limits, requests = resources.get("limits", {}), resources.get("requests", {})
+    out: dict[str, dict[str, str]] = {}
+    cpu: dict[str, str] = {}
+    if "cpu" in limits:
+        cpu["cpu.cfs_period_us"] = str(CFS_PERIOD_US)
+        cpu["cpu.cfs_quota_us"] = str(max(1000, round(parse_cpu(limits["cpu"]) * CFS_PERIOD_US)))
+    request = requests.get("cpu", limits.get("cpu"))
+    if request is not None:
+        cpu["cpu.shares"] = str(max(2, round(parse_cpu(request) * 1024)))
+    if cpu:
+        out["cpu"] = cpu
+    if "memory" in limits:
+        out["memory"] = {"memory.limit_in_bytes": str(parse_quantity(limits["memory"]))}
+    return out
+
+
 @dataclass
 class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     term_path: Path
-    cgroup: Path | None
+    cgroups: dict[str, Path]
 
 
 class PodWorker(threading.Thread):
-    def __init__(self, kube: Kube, pod: Obj, root: Path, service_env: dict[str, str], node_name: str) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        pod: Obj,
+        root: Path,
+        service_env: dict[str, str],
+        node_name: str,
+        node_stopping: threading.Event | None = None,
+    ) -> None:
         super().__init__(name=f"pod-{pod['metadata']['namespace']}/{pod['metadata']['name']}", daemon=True)
         self.kube = kube
         self.pod = pod
@@ -96,7 +144,15 @@ class PodWorker(threading.Thread):
         self.pod_reason: str | None = None
         self.pod_message: str | None = None
         self.failed_init = False
-        self._cg_root = memory_cgroup_root()
+        self._cg_roots = {c: r for c in ("cpu", "memory") if (r := cgroup_root(c)) is not None}
+        #: The node is shutting down: stop retrying writes (the next node start lists again).
+        self.node_stopping = node_stopping or threading.Event()
+        #: The newest status not yet accepted by the API server, and whether the pod object
+        #: still has to be deleted; both are retried until the API answers.
+        self._unsent: Obj | None = None
+        self._delete_pending = False
+        self._write_failures = 0
+        self._config_retries: dict[str, int] = {}
 
     # --- public, called from the agent thread --------------------------------------------
     def request_termination(self, grace: float) -> None:
@@ -135,12 +191,22 @@ class PodWorker(threading.Thread):
             self._waiting_all("CreateContainerError", str(e))
             self._report()
             while not self.terminate_requested.wait(1.0):
-                pass
+                self._flush()
             self._kill_all()
             self._report()
             self._delete_object()
         finally:
+            self._drain()
             self.finished.set()
+
+    def _drain(self) -> None:
+        """Retry the last status and the pod's deletion until the API server takes them."""
+        delay = 0.5
+        while (self._unsent is not None or self._delete_pending) and not self.node_stopping.is_set():
+            if self._flush() and (not self._delete_pending or self._delete_object()):
+                return
+            self.node_stopping.wait(delay)
+            delay = min(delay * 2, 5.0)
 
     def _materialise(self, volumes: Volumes) -> None:
         """Set up the volumes, retrying API refusals for a while as a kubelet retries a mount.
@@ -168,19 +234,28 @@ class PodWorker(threading.Thread):
         resolver = Resolver(self.kube, self.ns)
         volumes = Volumes(self.pod, self.root / "volumes", resolver)
         self._report()
-        try:
-            self._materialise(volumes)
-        except SpecError as e:
-            self._waiting_all("CreateContainerConfigError", str(e))
-            self._report()
-            self._wait_for_termination(volumes)
-            return
+        attempt = 0
+        while True:
+            try:
+                self._materialise(volumes)
+                break
+            except SpecError as e:
+                # A kubelet retries: the missing Secret or ConfigMap may be created later.
+                self._waiting_all("CreateContainerConfigError", str(e))
+                self._report()
+                if self.terminate_requested.wait(config_backoff(attempt)):
+                    self._finish(volumes)
+                    return
+                attempt += 1
         specs = {c["name"]: c for c in self.pod["spec"].get("initContainers", []) + self.pod["spec"]["containers"]}
         # Init containers, one after the other.
         for st in self.init:
             while not self.terminate_requested.is_set():
                 self._start(st, specs[st.name], resolver, volumes)
                 self._report()
+                if self._retryable_waiting(st):
+                    self._wait_retry(st, volumes)
+                    continue
                 self._wait_exit([st], volumes)
                 term = st.terminated
                 if term is None or term["exitCode"] == 0 or self.terminate_requested.is_set():
@@ -200,6 +275,7 @@ class PodWorker(threading.Thread):
 
     def _supervise(self, specs: dict[str, Obj], resolver: Resolver, volumes: Volumes) -> None:
         restart_at: dict[str, float] = {}
+        retry_at: dict[str, float] = {}
         while not self.terminate_requested.is_set():
             changed = False
             for st in self.main:
@@ -223,14 +299,36 @@ class PodWorker(threading.Thread):
                     st.restart_count += 1
                     self._start(st, specs[st.name], resolver, volumes)
                     changed = True
+                elif st.name not in restart_at and self._retryable_waiting(st):
+                    # Never started (missing Secret, image): retried without counting a restart.
+                    retry_at.setdefault(st.name, time.monotonic() + self._next_config_delay(st))
+                    if time.monotonic() >= retry_at[st.name]:
+                        del retry_at[st.name]
+                        self._start(st, specs[st.name], resolver, volumes)
+                        changed = True
             if changed:
                 self._report()
             if all(st.terminated is not None for st in self.main) and not restart_at:
                 return
             self._tick(volumes)
 
+    def _retryable_waiting(self, st: ContainerState) -> bool:
+        return st.state.get("waiting", {}).get("reason") in RETRYABLE_WAITING
+
+    def _next_config_delay(self, st: ContainerState) -> float:
+        n = self._config_retries.get(st.name, 0)
+        self._config_retries[st.name] = n + 1
+        return config_backoff(n)
+
+    def _wait_retry(self, st: ContainerState, volumes: Volumes) -> None:
+        deadline = time.monotonic() + self._next_config_delay(st)
+        while time.monotonic() < deadline and not self.terminate_requested.is_set():
+            self._tick(volumes)
+
     def _tick(self, volumes: Volumes) -> None:
         self.terminate_requested.wait(0.2)
+        if self._unsent is not None:
+            self._flush()
         try:
             volumes.refresh_tokens()
         except Exception as e:  # noqa: BLE001 - a failed refresh is retried next tick
@@ -247,11 +345,6 @@ class PodWorker(threading.Thread):
     def _waiting_all(self, reason: str, message: str) -> None:
         for st in self.init + self.main:
             st.state = {"waiting": {"reason": reason, "message": message}}
-
-    def _wait_for_termination(self, volumes: Volumes) -> None:
-        while not self.terminate_requested.is_set():
-            self._tick(volumes)
-        self._finish(volumes)
 
     def _wait_exit(self, states: list[ContainerState], volumes: Volumes) -> None:
         while not self.terminate_requested.is_set():
@@ -304,12 +397,13 @@ class PodWorker(threading.Thread):
         term_path = self.root / "termination" / st.name
         term_path.parent.mkdir(parents=True, exist_ok=True)
         term_path.write_text("")
-        cgroup = self._cgroup(st.name, spec)
+        cgroups = self._cgroups(st.name, spec)
         launch = {
-            "cgroup": str(cgroup) if cgroup else None,
-            "mounts": [{"source": str(term_path), "target": TERMINATION_LOG}]
+            "cgroups": [str(c) for c in cgroups.values()],
+            "mounts": [{"source": str(term_path), "target": spec.get("terminationMessagePath") or TERMINATION_LOG}]
             + [{"source": str(m.source), "target": m.target, "readOnly": m.read_only} for m in mounts],
             "workingDir": spec.get("workingDir"),
+            "scratch": str(self.root / "scratch" / f"{st.name}-{st.restart_count}"),
         }
         with open(log_path, "ab") as logf:
             popen = subprocess.Popen(
@@ -334,27 +428,32 @@ class PodWorker(threading.Thread):
             )
         (self.root / "pids").mkdir(exist_ok=True)
         (self.root / "pids" / st.name).write_text(str(popen.pid))
-        self.procs[st.name] = Proc(popen, log_path, term_path, cgroup)
+        self.procs[st.name] = Proc(popen, log_path, term_path, cgroups)
         st.container_id = cid
         st.state = {"running": {"startedAt": started}}
 
-    def _cgroup(self, name: str, spec: Obj) -> Path | None:
-        limit = spec.get("resources", {}).get("limits", {}).get("memory")
-        if limit is None or self._cg_root is None:
-            return None
-        cg = self._cg_root / "kubegym" / f"{self.uid}-{name}"
-        try:
-            cg.mkdir(parents=True, exist_ok=True)
-            (cg / "memory.limit_in_bytes").write_text(str(parse_quantity(limit)))
-            return cg
-        except OSError as e:
-            log.warning("memory limit for %s not enforced: %s", name, e)
-            return None
+    def _cgroups(self, name: str, spec: Obj) -> dict[str, Path]:
+        """One cgroup per controller the container's resources need, written before it starts."""
+        out: dict[str, Path] = {}
+        for controller, files in cgroup_settings(spec.get("resources", {})).items():
+            root = self._cg_roots.get(controller)
+            if root is None:
+                log.warning("%s resources of %s not enforced: no writable %s cgroup", controller, name, controller)
+                continue
+            cg = root / "kubegym" / f"{self.uid}-{name}"
+            try:
+                cg.mkdir(parents=True, exist_ok=True)
+                for fname, value in files.items():
+                    (cg / fname).write_text(value)
+                out[controller] = cg
+            except OSError as e:
+                log.warning("%s resources of %s not enforced: %s", controller, name, e)
+        return out
 
     def _record_exit(self, st: ContainerState, p: Proc) -> None:
         code = exit_code(p.popen.returncode)
         reason = "Completed" if code == 0 else "Error"
-        if p.cgroup is not None and _oom_killed(p.cgroup):
+        if "memory" in p.cgroups and _oom_killed(p.cgroups["memory"]):
             reason, code = "OOMKilled", 137
         message = p.term_path.read_text(errors="replace")[:MAX_TERMINATION_MESSAGE].strip()
         spec: Obj = next(
@@ -379,8 +478,8 @@ class PodWorker(threading.Thread):
         if message:
             term["message"] = message
         st.state = {"terminated": term}
-        if p.cgroup is not None:
-            _remove_cgroup(p.cgroup)
+        for cg in p.cgroups.values():
+            _remove_cgroup(cg)
 
     def _kill_all(self) -> None:
         """SIGTERM every container, SIGKILL whatever outlives the grace period."""
@@ -431,7 +530,9 @@ class PodWorker(threading.Thread):
             self._report()
         self.finished.set()
 
-    def _delete_object(self) -> None:
+    def _delete_object(self) -> bool:
+        """Delete the pod object (grace 0); ``False`` when the API did not answer (retried)."""
+        self._delete_pending = True
         try:
             self.kube.delete(
                 f"/api/v1/namespaces/{self.ns}/pods/{self.name}",
@@ -445,6 +546,14 @@ class PodWorker(threading.Thread):
         except ApiError as e:
             if e.status not in (404, 409):
                 log.warning("pod %s/%s: final delete failed: %s", self.ns, self.name, e)
+                if e.status < 500 and e.status != 429:
+                    self._delete_pending = False
+                return not self._delete_pending
+        except Exception as e:  # noqa: BLE001 - the API server is unreachable: retried
+            log.warning("pod %s/%s: final delete failed: %s; retrying", self.ns, self.name, _short(e))
+            return False
+        self._delete_pending = False
+        return True
 
     # --- status ---------------------------------------------------------------------------
     def _report(self, force_phase: str | None = None) -> None:
@@ -461,15 +570,58 @@ class PodWorker(threading.Thread):
             )
             if force_phase:
                 status["phase"] = force_phase
+            self._unsent = status
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Send the newest unsent status; ``True`` when nothing is left to send."""
+        with self.lock:
+            status = self._unsent
+            if status is None:
+                return True
             try:
                 self.kube.strategic_patch(f"/api/v1/namespaces/{self.ns}/pods/{self.name}/status", {"status": status})
             except ApiError as e:
-                if e.status != 404:
-                    log.warning("pod %s/%s: status update failed: %s", self.ns, self.name, e)
+                if e.status == 404 or (e.status < 500 and e.status not in (409, 429)):
+                    if e.status != 404:
+                        log.warning("pod %s/%s: status update refused: %s", self.ns, self.name, e)
+                    self._unsent = None  # the pod is gone, or the API will never take this body
+                    return True
+                self._note_write_failure(e)
+                return False
+            except Exception as e:  # noqa: BLE001 - the API server is unreachable: kept and retried
+                self._note_write_failure(e)
+                return False
+            self._unsent = None
+            if self._write_failures:
+                log.info("pod %s/%s: status delivered after %d failed writes", self.ns, self.name, self._write_failures)
+                self._write_failures = 0
+            return True
+
+    def _note_write_failure(self, e: Exception) -> None:
+        self._write_failures += 1
+        if self._write_failures in (1, 10) or self._write_failures % 100 == 0:
+            log.warning(
+                "pod %s/%s: status update failed (%d times so far; kept and retried): %s",
+                self.ns,
+                self.name,
+                self._write_failures,
+                _short(e),
+            )
 
     @property
     def terminal(self) -> bool:
         return self.finished.is_set()
+
+
+def config_backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0-based) of a container that could not be configured."""
+    return float(min(CONFIG_RETRY_MAX, 2.0**attempt))
+
+
+def _short(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:200]
 
 
 def _oom_killed(cg: Path) -> bool:

@@ -1,12 +1,13 @@
-"""Pure parts of the local node: env expansion, field refs, pod phase, images, quantities."""
+"""Pure parts of the local node: env expansion, field refs, pod phase, images, quantities, mounts, cgroups."""
 
 from __future__ import annotations
 
 import pytest
 
 from kubegym_localcluster.node import images
+from kubegym_localcluster.node.launch import mount_points, overlay_roots, submounts
 from kubegym_localcluster.node.podspec import SpecError, expand, field_ref
-from kubegym_localcluster.node.runtime import parse_quantity
+from kubegym_localcluster.node.runtime import cgroup_settings, config_backoff, parse_quantity
 from kubegym_localcluster.node.status import ContainerState, exit_code, phase
 
 
@@ -57,3 +58,83 @@ def test_image_rule() -> None:
 @pytest.mark.parametrize(("q", "n"), [("64Mi", 64 * 2**20), ("1Gi", 2**30), ("500M", 500 * 10**6), ("1024", 1024)])
 def test_memory_quantities(q: str, n: int) -> None:
     assert parse_quantity(q) == n
+
+
+# --- the launcher's plan: where overlays go so that nothing is created on the host ----------
+
+MOUNTINFO = "\n".join(
+    [
+        "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
+        "23 22 0:5 / /dev rw - devtmpfs devtmpfs rw",
+        "24 23 0:6 / /dev/shm rw - tmpfs tmpfs rw",
+        "25 23 0:7 / /dev/pts rw - devpts devpts rw",
+        "26 22 0:8 / /proc rw - proc proc rw",
+        "27 22 0:9 / /tmp/with\\040space rw - tmpfs tmpfs rw",
+    ]
+)
+
+
+def test_mount_points_are_read_in_order_and_unescaped() -> None:
+    assert mount_points(MOUNTINFO) == ["/", "/dev", "/dev/shm", "/dev/pts", "/proc", "/tmp/with space"]
+
+
+@pytest.mark.parametrize(
+    ("ancestor", "expected"),
+    [
+        ("/dev", ["/dev/shm", "/dev/pts"]),
+        ("/", ["/dev", "/proc", "/tmp/with space"]),  # /dev's children come along with MS_REC
+        ("/proc", []),
+        ("/tmp", ["/tmp/with space"]),
+    ],
+)
+def test_submounts_are_the_top_level_mounts_below(ancestor: str, expected: list[str]) -> None:
+    assert submounts(mount_points(MOUNTINFO), ancestor) == expected
+
+
+@pytest.mark.parametrize(
+    ("targets", "existing", "roots"),
+    [
+        # Every target exists on the host: no overlay at all.
+        (["/tmp", "/dev/null"], {"/tmp", "/dev/null"}, []),
+        # A missing file under /dev: /dev gets the overlay.
+        (["/dev/termination-log", "/tmp"], {"/tmp"}, ["/dev"]),
+        # A missing target below an earlier volume is created inside that volume.
+        (["/data", "/data/config"], set(), ["/"]),
+        (["/tmp", "/tmp/a/b"], {"/tmp"}, []),
+        # Nested candidates collapse into the outermost.
+        (["/dev/x/y", "/dev/termination-log"], set(), ["/dev"]),
+    ],
+)
+def test_overlay_roots(targets: list[str], existing: set[str], roots: list[str]) -> None:
+    assert overlay_roots(targets, {t: t in existing for t in targets}) == roots
+
+
+# --- resources as a kubelet writes them into cgroups ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({}, {}),
+        ({"requests": {"cpu": "500m"}}, {"cpu": {"cpu.shares": "512"}}),
+        (
+            {"requests": {"cpu": "250m"}, "limits": {"cpu": "1500m", "memory": "1Gi"}},
+            {
+                "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "150000", "cpu.shares": "256"},
+                "memory": {"memory.limit_in_bytes": str(2**30)},
+            },
+        ),
+        # A limit alone also sets the request (the API server defaults it so).
+        (
+            {"limits": {"cpu": "2"}},
+            {"cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "200000", "cpu.shares": "2048"}},
+        ),
+        ({"requests": {"cpu": "1m"}}, {"cpu": {"cpu.shares": "2"}}),
+    ],
+)
+def test_cgroup_settings(resources: dict[str, dict[str, str]], expected: dict[str, dict[str, str]]) -> None:
+    assert cgroup_settings(resources) == expected
+
+
+def test_config_errors_back_off_to_a_cap() -> None:
+    assert [config_backoff(n) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
