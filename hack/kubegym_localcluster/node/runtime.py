@@ -228,6 +228,14 @@ class PodWorker(threading.Thread):
                 )
                 self.terminate_requested.wait(delay)
                 delay = min(delay * 2, 5.0)
+            except SpecError:
+                raise
+            except Exception as e:  # the API server is unreachable: wait for it
+                if self.terminate_requested.is_set():
+                    raise SpecError(f"API server unreachable: {_short(e)}") from e
+                log.info("pod %s/%s: volume set-up: %s; retrying in %.1fs", self.ns, self.name, _short(e), delay)
+                self.terminate_requested.wait(delay)
+                delay = min(delay * 2, 5.0)
 
     def _run(self) -> None:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
@@ -372,6 +380,10 @@ class PodWorker(threading.Thread):
             mounts = volumes.mounts(spec)
         except SpecError as e:
             st.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+            return
+        except Exception as e:  # noqa: BLE001 - the API server is unreachable: retried as a kubelet does
+            message = f"cannot read the container's configuration: {_short(e)}"
+            st.state = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
             return
         from .podspec import expand
 
