@@ -99,19 +99,30 @@ def deepest_existing(path: str) -> str:
     return os.path.realpath(p)
 
 
-def overlay_roots(targets: list[str], exists: dict[str, bool]) -> list[str]:
-    """Ancestors to overlay so that every missing target can be created off the host.
+def mount_of(path: str, points: list[str]) -> str:
+    """The mount point of the filesystem that holds ``path`` (the longest one above it)."""
+    return max((p for p in points if _under(path, p)), key=len, default="/")
+
+
+def overlay_roots(targets: list[str], exists: dict[str, bool], points: list[str]) -> list[str]:
+    """Ancestors to overlay, outermost first, so that every missing target is created off the host.
 
     A target below an earlier target is created inside that earlier mount (a pod volume), so
-    it needs no overlay. Nested candidates collapse into the outermost one.
+    it needs no overlay. An ancestor on the same mount as another, outer one is covered by the
+    outer overlay; one on a mount of its own (``/dev`` below ``/``) needs its own overlay, since
+    an overlay never reaches into the mounts below its root.
     """
     roots: list[str] = []
     for i, t in enumerate(targets):
         if exists[t] or any(_under(t, earlier) for earlier in targets[:i]):
             continue
         roots.append(deepest_existing(t))
-    roots = list(dict.fromkeys(roots))
-    return [r for r in roots if not any(q != r and _under(r, q) for q in roots)]
+    roots = sorted(dict.fromkeys(roots), key=lambda r: (r.count("/") if r != "/" else 0, r))
+    kept: list[str] = []
+    for r in roots:
+        if not any(_under(r, q) and mount_of(r, points) == mount_of(q, points) for q in kept):
+            kept.append(r)
+    return kept
 
 
 @dataclass
@@ -152,6 +163,10 @@ def _overlay(root: str, scratch: str, index: int) -> None:
         finally:
             os.close(fd)
     if root == "/":
+        # The scratch tmpfs itself (not the new root inside it) stays reachable for the
+        # overlays of inner mounts that follow.
+        os.makedirs(at + scratch, exist_ok=True)
+        _mount(scratch, at + scratch, MS_BIND)
         os.chroot(at)
         os.chdir("/")
 
@@ -177,7 +192,9 @@ def main(argv: list[str]) -> None:
         sources.append(_Source(fd, stat.S_ISDIR(os.fstat(fd).st_mode), m["target"], bool(m.get("readOnly"))))
     workdir = spec.get("workingDir")
     targets = [s.target for s in sources] + ([workdir] if workdir else [])
-    roots = overlay_roots(targets, {t: os.path.exists(t) for t in targets})
+    with open("/proc/self/mountinfo") as f:
+        points = mount_points(f.read())
+    roots = overlay_roots(targets, {t: os.path.exists(t) for t in targets}, points)
     if roots:
         scratch = spec["scratch"]
         os.makedirs(scratch, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubegym_localcluster.node import images
-from kubegym_localcluster.node.launch import mount_points, overlay_roots, submounts
+from kubegym_localcluster.node.launch import mount_of, mount_points, overlay_roots, submounts
 from kubegym_localcluster.node.podspec import SpecError, expand, field_ref
 from kubegym_localcluster.node.runtime import cgroup_settings, config_backoff, parse_quantity
 from kubegym_localcluster.node.status import ContainerState, exit_code, phase
@@ -101,12 +101,24 @@ def test_submounts_are_the_top_level_mounts_below(ancestor: str, expected: list[
         # A missing target below an earlier volume is created inside that volume.
         (["/data", "/data/config"], set(), ["/"]),
         (["/tmp", "/tmp/a/b"], {"/tmp"}, []),
-        # Nested candidates collapse into the outermost.
+        # Nested candidates on one mount collapse into the outermost...
         (["/dev/x/y", "/dev/termination-log"], set(), ["/dev"]),
+        (["/data", "/etc/kubegym-test"], set(), ["/"]),
+        # ... but a mount of its own below needs its own overlay, after the outer one.
+        (["/dev/termination-log", "/data"], set(), ["/", "/dev"]),
     ],
 )
 def test_overlay_roots(targets: list[str], existing: set[str], roots: list[str]) -> None:
-    assert overlay_roots(targets, {t: t in existing for t in targets}) == roots
+    points = mount_points(MOUNTINFO)
+    assert overlay_roots(targets, {t: t in existing for t in targets}, points) == roots
+
+
+def test_mount_of_is_the_longest_mount_point_above() -> None:
+    points = mount_points(MOUNTINFO)
+    assert mount_of("/dev/pts/0", points) == "/dev/pts"
+    assert mount_of("/dev/termination-log", points) == "/dev"
+    assert mount_of("/etc/hosts", points) == "/"
+    assert mount_of("/tmp/with space/x", points) == "/tmp/with space"
 
 
 # --- resources as a kubelet writes them into cgroups ----------------------------------------
