@@ -11,6 +11,11 @@ lists the sha256 and size of every object. Readers therefore see a folder as
 complete iff its manifest exists and the objects match it; a pod killed mid-upload
 leaves an incomplete folder that is ignored and later pruned. Zero-padded step
 folders sort lexically in step order, which keeps listings readable in any S3 browser.
+
+``final/manifest.json`` is written twice: when the model is uploaded (the folder is usable
+from then on, e.g. as a ``resumeFrom``), and again after the final evaluation with the
+run's ``result`` added (one PUT, so readers see the old or the new manifest, never a mix).
+That makes the final manifest the durable record of ``status.result``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from kubegym_runner.config import TrainingResult
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage, sha256_file
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class Manifest(_Wire):
     #: Training episodes finished up to this step (progress continues counting from it).
     episodes: int = 0
     objects: dict[str, ObjectDigest]
+    #: ``final/`` only, once the final evaluation ran: the run's ``status.result``.
+    result: TrainingResult | None = None
 
 
 def step_folder_name(step: int) -> str:
@@ -198,8 +206,15 @@ def write_folder(
         episodes=episodes,
         objects=objects,
     )
-    storage.put_bytes(folder.join(MANIFEST_NAME), manifest.model_dump_json(by_alias=True, indent=2).encode())
+    write_manifest(storage, folder, manifest)
     return manifest
+
+
+def write_manifest(storage: Storage, folder: S3Uri, manifest: Manifest) -> None:
+    """Put ``folder``'s manifest (one object, so the replacement is atomic for readers)."""
+    storage.put_bytes(
+        folder.join(MANIFEST_NAME), manifest.model_dump_json(by_alias=True, indent=2, exclude_none=True).encode()
+    )
 
 
 def download_folder(storage: Storage, folder: S3Uri, dest: Path) -> Manifest:

@@ -7,8 +7,10 @@
 The configuration is the JSON the operator renders into ``KUBEGYM_CONFIG`` (or a file,
 for local use). Exit codes tell the Job's ``podFailurePolicy`` what happened:
 
-* 0: done (for ``evaluate``: at least one model x environment entry was evaluated;
-  failed entries are reported in the Benchmark's status); 42 (:data:`EXIT_USER_ERROR`):
+* 0: done (for ``train``: the termination message ends with the run's
+  :class:`~kubegym_runner.config.FinalReport`, where the operator finds the result if the
+  status patch never got through; for ``evaluate``: at least one model x environment entry
+  was evaluated; failed entries are reported in the Benchmark's status); 42 (:data:`EXIT_USER_ERROR`):
   the spec cannot work (for ``evaluate``: no entry could be evaluated), do not retry;
 * 43 (:data:`EXIT_INFRA_ERROR`), 44 (:data:`EXIT_STORAGE_ERROR`): retry;
 * 128 + signal (143): stopped by SIGTERM after saving a checkpoint;
@@ -31,7 +33,14 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from kubegym_runner.config import CONFIG_ENV, EvaluateConfig, ExperimentReportConfig, TrainConfig
+from kubegym_runner.config import (
+    CONFIG_ENV,
+    EvaluateConfig,
+    ExperimentReportConfig,
+    FinalReport,
+    TrainConfig,
+    final_report_message,
+)
 from kubegym_runner.errors import RunnerError, TerminatedError, UserError
 from kubegym_runner.logs import redact, setup_logging
 
@@ -117,12 +126,17 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(TrainConfig, args.config)
     storage = Storage.from_config(config.storage)
     writer = KubernetesStatusWriter.connect(config.report_to) if config.report_to else None
-    reporter = ProgressReporter(writer, config.report_interval_seconds)
+    reporter = ProgressReporter(
+        writer, config.report_interval_seconds, final_timeout=config.final_report_timeout_seconds
+    )
     result = train(config, storage, reporter)
-    write_termination_message(
+    summary = (
         f"trained {result.timesteps} timesteps; final evaluation {result.mean_reward} "
         f"+/- {result.std_reward} over {result.episodes} episodes; model {result.model_uri}"
     )
+    total = reporter.progress.total_timesteps if reporter.progress is not None else config.total_timesteps
+    report = FinalReport(result=result, total_timesteps=total, checkpoints=reporter.checkpoints)
+    write_termination_message(final_report_message(summary, report, TERMINATION_MESSAGE_LIMIT))
     return 0
 
 

@@ -4,21 +4,37 @@ The runner merge-patches the **status subresource** of the resource named by
 ``config.reportTo``; a merge patch only touches the keys it carries, so the
 operator's ``phase`` and ``conditions`` are never written here. Writes are rate
 limited (at most one per ``reportIntervalSeconds`` plus a final one) so that a
-thousand runs do not flood the API server. Reporting is best effort: failures are
-logged and training goes on.
+thousand runs do not flood the API server.
 
-The pure parts (the patch body, the rate limiter, throughput) take an injectable
-clock and are tested without a cluster; :class:`KubernetesStatusWriter` does the I/O.
+Reports must survive an API server that is away for minutes (a control-plane upgrade, a
+restart) without stopping training and without losing the run's last words:
+
+* A periodic report that fails is not queued: the reporter always holds the newest state
+  and sends that at the next due time, so an outage costs one write per interval and
+  leaves no backlog to replay.
+* The final report (progress 100%, checkpoints, ``result``) is what the run is for, so it
+  is retried with exponential back-off until it gets through, the API server refuses it
+  for good (404 the run is gone, 403, 422: :func:`is_retriable`), a deadline passes, or
+  the pod is told to terminate (SIGTERM: the kubelet's grace period is short).
+  Should it still be lost, the operator recovers the result from the pod's termination
+  message (:class:`kubegym_runner.config.FinalReport`).
+
+The pure parts (the patch body, the rate limiter, throughput, the retry loop) take an
+injectable clock and sleep and are tested without a cluster; :class:`KubernetesStatusWriter`
+does the I/O.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import urllib3.exceptions
 
 from kubegym_runner.config import (
     CheckpointStatus,
@@ -33,9 +49,40 @@ from kubegym_runner.config import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+StopCheck = Callable[[], bool]
 
 #: Seconds the API server gets per status write: (connect, read).
 REQUEST_TIMEOUT = (3.0, 10.0)
+#: How long the final report is retried by default (the Job's deadline and the pod's grace
+#: period bound it too): long enough for an API server restart or a control-plane upgrade.
+FINAL_REPORT_TIMEOUT = 900.0
+#: First pause between tries of the final report; it doubles after every failure...
+RETRY_INITIAL_DELAY = 0.5
+#: ... up to this.
+RETRY_MAX_DELAY = 10.0
+#: Longest sleep between two looks at the stop check (SIGTERM) while waiting to retry.
+STOP_POLL_SECONDS = 0.25
+#: HTTP answers to a write that a later try can get past: timeout, conflict, too early, too many requests.
+RETRIABLE_STATUSES = frozenset({408, 409, 425, 429})
+
+
+def is_retriable(error: BaseException) -> bool:
+    """Whether a later try of a failed status write can succeed.
+
+    An HTTP answer (the Kubernetes client's ``ApiException`` carries it as ``status``) is
+    retriable if it is a 5xx or in :data:`RETRIABLE_STATUSES`; the other 4xx never will be
+    (404: the run was deleted, 403: no right to write, 422: the body is invalid). No answer
+    at all (connection refused or reset, DNS, timeouts, TLS: ``OSError``, urllib3's and
+    http.client's errors, or the client's ``status=0`` wrapping of an ``SSLError``) is an
+    outage and retriable. Anything else is a bug that fails the same way every time.
+    """
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and status >= 100:
+        return status >= 500 or status in RETRIABLE_STATUSES
+    if status == 0 and "SSLError" in str(getattr(error, "reason", "")):
+        return True
+    return isinstance(error, (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException))
 
 
 class RateLimiter:
@@ -173,16 +220,49 @@ class KubernetesStatusWriter:
 
 
 class ProgressReporter:
-    """Keeps the latest progress, checkpoint and result state and writes it, rate limited."""
+    """Keeps the latest progress, checkpoint and result state and writes it, rate limited.
 
-    def __init__(self, writer: StatusWriter | None, interval: float, clock: Clock = time.monotonic) -> None:
+    ``writer``: where the status goes (``None``: nowhere, only logged).
+    ``interval``: seconds between periodic writes (at most one per interval).
+    ``clock``: monotonic seconds, for the rate limit and the final report's deadline.
+    ``final_timeout``: seconds the final report is retried while it fails retriably.
+    ``retry_initial``, ``retry_max``: the final report's back-off, doubling from the first to the second.
+    ``sleep``: waits between tries of the final report (tests pass a fake that moves ``clock``).
+    """
+
+    def __init__(
+        self,
+        writer: StatusWriter | None,
+        interval: float,
+        clock: Clock = time.monotonic,
+        *,
+        final_timeout: float = FINAL_REPORT_TIMEOUT,
+        retry_initial: float = RETRY_INITIAL_DELAY,
+        retry_max: float = RETRY_MAX_DELAY,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self.writer = writer
+        self.clock = clock
         self.limiter = RateLimiter(interval, clock)
+        self.final_timeout = final_timeout
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.sleep = sleep
         self.progress: TrainingProgress | None = None
         self.checkpoints: CheckpointStatus | None = None
         self.result: TrainingResult | None = None
+        #: Successful and failed writes (every try counts).
         self.writes = 0
         self.failures = 0
+        #: Writes failed in a row since the last one that got through.
+        self.failing = 0
+        #: Whether the final report got through.
+        self.delivered = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether the last write failed: the state it carried (or newer) goes out with the next write."""
+        return self.failing > 0
 
     def due(self) -> bool:
         """Whether the next :meth:`report` would write (callers skip building a snapshot if not)."""
@@ -198,17 +278,106 @@ class ProgressReporter:
         """Record the checkpoint state; it goes out with the next write."""
         self.checkpoints = checkpoints
 
-    def finish(self, progress: TrainingProgress | None = None, result: TrainingResult | None = None) -> None:
-        """The final write, regardless of the rate limit."""
+    def flush(self) -> None:
+        """Write the current state now, once; log, never raise, on failure (the next due
+        write sends the then newest state)."""
+        self.limiter.mark()
+        self._log_progress()
+        if self.writer is None:
+            return
+        error = self._write()
+        if error is not None:
+            log.warning(
+                "status write failed (%s: %s); the newest status goes out in %.0fs",
+                type(error).__name__,
+                _short(error),
+                self.limiter.interval,
+            )
+
+    def finish(
+        self,
+        progress: TrainingProgress | None = None,
+        result: TrainingResult | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> bool:
+        """The final write, regardless of the rate limit, retried while it fails retriably.
+
+        ``should_stop``: polled between tries; once true (SIGTERM), no further try is made, so
+        a terminating pod makes one attempt and leaves within its grace period.
+        Returns whether the report got through; never raises.
+        """
         if progress is not None:
             self.progress = progress
         if result is not None:
             self.result = result
-        self.flush()
-
-    def flush(self) -> None:
-        """Write the current state now; log, never raise, on failure."""
         self.limiter.mark()
+        self._log_progress()
+        if self.writer is None:
+            return False
+        stop = should_stop or (lambda: False)
+        deadline = self.clock() + self.final_timeout
+        delay = self.retry_initial
+        attempt = 0
+        while True:
+            attempt += 1
+            error = self._write()
+            if error is None:
+                if attempt > 1:
+                    log.info("final status report delivered at attempt %d", attempt)
+                self.delivered = True
+                return True
+            what = f"{type(error).__name__}: {_short(error)}"
+            if not is_retriable(error):
+                log.error("final status report refused, not retrying (%s)", what)
+                return False
+            if stop():
+                log.warning("final status report failed (%s); not retried: the pod is terminating", what)
+                return False
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                log.error(
+                    "final status report failed %d times in %.0fs, giving up (%s)%s",
+                    attempt,
+                    self.final_timeout,
+                    what,
+                    "; the result stays in the termination message and final/manifest.json" if self.result else "",
+                )
+                return False
+            pause = min(delay, remaining)
+            log.warning("final status report failed (attempt %d, %s); retrying in %.1fs", attempt, what, pause)
+            if not self._pause(pause, stop):
+                log.warning("final status report not retried: the pod is terminating")
+                return False
+            delay = min(delay * 2, self.retry_max)
+
+    def _write(self) -> Exception | None:
+        """One patch of the current state; the error if it failed."""
+        assert self.writer is not None
+        body = build_status_patch(self.progress, self.checkpoints, self.result)
+        try:
+            self.writer.patch(body)
+        except Exception as e:  # noqa: BLE001 - reporting must never stop training
+            self.failures += 1
+            self.failing += 1
+            return e
+        if self.failing:
+            log.info("status write got through again after %d failed", self.failing)
+        self.writes += 1
+        self.failing = 0
+        return None
+
+    def _pause(self, seconds: float, stop: StopCheck) -> bool:
+        """Sleep ``seconds`` in short slices; False as soon as ``stop`` says so."""
+        left = seconds
+        while left > 0:
+            if stop():
+                return False
+            step = min(STOP_POLL_SECONDS, left)
+            self.sleep(step)
+            left -= step
+        return not stop()
+
+    def _log_progress(self) -> None:
         if self.progress is not None:
             p = self.progress
             log.info(
@@ -219,19 +388,13 @@ class ProgressReporter:
                 p.steps_per_second,
                 p.mean_episode_reward,
             )
-        if self.writer is None:
-            return
-        body = build_status_patch(self.progress, self.checkpoints, self.result)
-        try:
-            self.writer.patch(body)
-        except Exception as e:  # noqa: BLE001 - reporting must never stop training
-            self.failures += 1
-            log.warning("status write failed (%s): %s", type(e).__name__, _short(e))
-        else:
-            self.writes += 1
 
 
 def _short(error: Exception) -> str:
-    """First line of an exception (ApiException bodies are long)."""
+    """One short line for an exception: ``(status) reason`` of an ``ApiException`` (its body is
+    long), else the first line of its text."""
+    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
+    if isinstance(status, int) and status > 0 and isinstance(reason, str) and reason:
+        return f"({status}) {reason.splitlines()[0]}"[:300]
     text = str(error).strip().splitlines()
     return text[0][:300] if text else ""

@@ -7,13 +7,19 @@ endpoint and region come from :class:`~kubegym_runner.config.S3Storage`.
 Failures become :class:`UserError` when the spec is at fault (no such bucket,
 rejected credentials) and :class:`StorageError` (an :class:`InfraError`)
 otherwise, so Job retries only happen where they can help.
+
+Every request is bounded in time (:data:`CONNECT_TIMEOUT`, :data:`READ_TIMEOUT`, times
+botocore's attempts): an endpoint that accepts connections but never answers (a frozen
+MinIO) fails a request instead of hanging it forever. The read timeout is the socket's
+timeout, so it also bounds a send stuck on a full TCP window. Training never waits for
+these requests anyway (:mod:`kubegym_runner.uploads` makes them beside the training loop).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,10 @@ USER_ERROR_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+#: Seconds to open a connection to the endpoint.
+CONNECT_TIMEOUT = 10
+#: Seconds a request waits for the endpoint's next bytes (or to send its own) before failing.
+READ_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -138,8 +148,8 @@ class Storage:
     def from_config(cls, storage: S3Storage) -> Storage:
         """A client for the configured endpoint; path-style addressing for S3-compatible stores."""
         config = botocore.config.Config(
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
             retries={"mode": "standard"},  # attempts: AWS_MAX_ATTEMPTS, default 3
             s3={"addressing_style": "path"} if storage.endpoint else {},
         )
@@ -166,10 +176,10 @@ class Storage:
                     raise UserError(f"S3 bucket {bucket!r}: access denied") from e
                 raise
 
-    def upload_file(self, path: Path, uri: S3Uri) -> None:
-        """Upload a local file (multipart for large ones)."""
+    def upload_file(self, path: Path, uri: S3Uri, progress: Callable[[int], None] | None = None) -> None:
+        """Upload a local file (multipart for large ones); ``progress`` gets each chunk's byte count."""
         with translate_errors("upload to", uri):
-            self.client.upload_file(str(path), uri.bucket, uri.key)
+            self.client.upload_file(str(path), uri.bucket, uri.key, Callback=progress)
 
     def download_file(self, uri: S3Uri, path: Path) -> None:
         """Download an object to a local file."""

@@ -9,11 +9,18 @@
    ``checkpoint.everySteps`` (keeping the newest ``keepLast``), evaluate every
    ``evaluation.everySteps`` on a separate env, and report progress.
 4. On SIGTERM: stop at the next step, checkpoint, exit ``128 + signal``.
-5. At the end: a last checkpoint, ``final/``, a final evaluation (``eval/final.json``)
-   and ``status.result``.
+5. At the end: a last checkpoint, ``final/``, a final evaluation (``eval/final.json``),
+   the result recorded in ``final/manifest.json``, and ``status.result`` (retried while the
+   API server does not answer, until SIGTERM; the CLI also puts it in the termination message).
 
 A segment resumed at step S is seeded with ``seed + S``: reproducible given where it
 resumed, without replaying the first segment's random stream.
+
+Storage never stalls training: periodic checkpoints and the evaluation history are
+serialised locally and uploaded beside the training loop by an
+:class:`~kubegym_runner.uploads.Uploader` (newest state wins, manifest last, retries with
+back-off). Only the SIGTERM checkpoint and the final model wait for S3 — for the upload in
+progress, then for their own, bounded by a deadline — because the pod ends after them.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from kubegym_runner.checkpoints import (
     read_manifest,
     scan,
     write_folder,
+    write_manifest,
 )
 from kubegym_runner.compute import configure_threads, resolve_device
 from kubegym_runner.config import (
@@ -65,6 +73,7 @@ from kubegym_runner.plan import TrainingPlan, build_plan
 from kubegym_runner.progress import ProgressReporter, Throughput, make_progress
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
+from kubegym_runner.uploads import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,16 @@ _LOAD_ERRORS = (TypeError, ValueError, KeyError, AttributeError, EOFError, zipfi
 EVAL_SEED_OFFSET = 1_000_003
 EVALUATIONS_NAME = "evaluations.json"
 FINAL_EVALUATION_NAME = "final.json"
+#: Upload kinds: at most one of each is queued behind the upload in progress.
+CHECKPOINT_UPLOADS = "checkpoint"
+EVALUATION_UPLOADS = "evaluations"
+#: Seconds the SIGTERM checkpoint gets to reach S3 (the operator's default grace period is 60 s).
+TERMINATION_UPLOAD_SECONDS = 40.0
+#: Seconds the final checkpoint and model (and final evaluation) get to reach S3, retrying
+#: while storage is down, before the run fails with a storage error (and the Job retries it).
+FINAL_UPLOAD_SECONDS = 600.0
+#: Seconds queued background uploads still get when the runner exits.
+CLOSE_UPLOAD_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,8 @@ class Trainer:
         self._model: BaseAlgorithm | None = None
         self._plan: TrainingPlan | None = None
         self._eval_env: VecEnv | None = None
+        #: Uploads beside the training loop; ``uploader.health()`` says whether storage answers.
+        self.uploader = Uploader(storage)
 
     @property
     def model(self) -> BaseAlgorithm:
@@ -168,6 +189,7 @@ class Trainer:
                 self._terminate()
             return self._finish()
         finally:
+            self.uploader.close(CLOSE_UPLOAD_SECONDS)
             env.close()
             if self._eval_env is not None:
                 self._eval_env.close()
@@ -203,9 +225,11 @@ class Trainer:
     def _terminate(self) -> None:
         """SIGTERM: checkpoint what was learnt since the last checkpoint, then exit."""
         step = self.model.num_timesteps
+        storage = self.uploader.blocking(TERMINATION_UPLOAD_SECONDS, supersede=[CHECKPOINT_UPLOADS])
         if self.last_checkpoint_step is None or step > self.last_checkpoint_step:
-            self.save_checkpoint()
-        self.reporter.finish(self.progress())
+            with tempfile.TemporaryDirectory(dir=self.workdir, ignore_cleanup_errors=True) as tmp:
+                self._write_checkpoint(self._dump(Path(tmp)), self._manifest_fields(), storage)
+        self.reporter.finish(self.progress(), should_stop=lambda: True)  # one try: the grace period is short
         raise TerminatedError(
             f"terminated at timestep {step}; resumes from {self.layout.checkpoint(step)}",
             self.termination.exit_code,
@@ -213,11 +237,12 @@ class Trainer:
 
     def _finish(self) -> TrainingResult:
         step = self.model.num_timesteps
-        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+        storage = self.uploader.blocking(FINAL_UPLOAD_SECONDS, supersede=[CHECKPOINT_UPLOADS])
+        with tempfile.TemporaryDirectory(dir=self.workdir, ignore_cleanup_errors=True) as tmp:
             files = self._dump(Path(tmp))
             if self.last_checkpoint_step != step:
-                self._write_checkpoint(files)
-            write_folder(self.storage, self.layout.final, files, **self._manifest_fields())
+                self._write_checkpoint(files, self._manifest_fields(), storage)
+            final = write_folder(storage, self.layout.final, files, **self._manifest_fields())
         log.info("final model: %s", self.layout.final)
         evaluation = self.config.evaluation or EvaluationConfig()
         try:
@@ -227,7 +252,9 @@ class Trainer:
                 f"terminated during the final evaluation at timestep {step}; the model is in {self.layout.final}",
                 self.termination.exit_code,
             ) from None
-        self.storage.put_bytes(self.layout.eval.join(FINAL_EVALUATION_NAME), json.dumps(stats.to_json()).encode())
+        self.uploader.blocking(FINAL_UPLOAD_SECONDS).put_bytes(
+            self.layout.eval.join(FINAL_EVALUATION_NAME), json.dumps(stats.to_json()).encode()
+        )
         summary = stats.summary()
         self.last_evaluation = summary
         result = TrainingResult(
@@ -243,7 +270,11 @@ class Trainer:
             summary.std_reward,
             summary.episodes,
         )
-        self.reporter.finish(self.progress(), result)
+        # The durable record of status.result, written before the status patch that may not get through.
+        write_manifest(
+            self.uploader.blocking(FINAL_UPLOAD_SECONDS), self.layout.final, final.model_copy(update={"result": result})
+        )
+        self.reporter.finish(self.progress(), result, should_stop=lambda: self.termination.requested)
         return result
 
     # --- start point and model ------------------------------------------------------------
@@ -334,16 +365,34 @@ class Trainer:
         return files
 
     def save_checkpoint(self) -> None:
-        """Checkpoint the current state to ``checkpoints/<step>/`` and prune old ones."""
-        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
-            self._write_checkpoint(self._dump(Path(tmp)))
+        """Checkpoint the current state: serialise it to local disk and hand it to the uploader.
 
-    def _write_checkpoint(self, files: dict[str, Path]) -> None:
-        step = self.model.num_timesteps
+        Returns without waiting for S3; the upload writes ``checkpoints/<step>/`` (manifest
+        last) and then prunes old checkpoints. A queued, older checkpoint is dropped first
+        (it would be replaced anyway), so at most two are on local disk at a time.
+        """
+        self.uploader.discard(CHECKPOINT_UPLOADS, by=f"checkpoint {self.model.num_timesteps}")
+        directory = Path(tempfile.mkdtemp(prefix="checkpoint-", dir=self.workdir))
+        try:
+            files = self._dump(directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        fields = self._manifest_fields()
+        self.uploader.submit(
+            CHECKPOINT_UPLOADS,
+            f"checkpoint {fields['step']}",
+            lambda storage: self._write_checkpoint(files, fields, storage),
+            cleanup=directory,
+        )
+
+    def _write_checkpoint(self, files: dict[str, Path], fields: dict[str, Any], storage: Storage) -> None:
+        """Upload ``files`` as ``checkpoints/<step>/`` and prune (on the uploader's worker)."""
+        step = int(fields["step"])
         folder = self.layout.checkpoint(step)
-        write_folder(self.storage, folder, files, **self._manifest_fields())
-        self.last_checkpoint_step = step
-        deleted, kept = prune(self.storage, self.layout.checkpoints, self.config.checkpoint.keep_last)
+        write_folder(storage, folder, files, **fields)
+        self.last_checkpoint_step = max(step, self.last_checkpoint_step or 0)
+        deleted, kept = prune(storage, self.layout.checkpoints, self.config.checkpoint.keep_last)
         log.info("checkpoint %s (%d kept, %d pruned)", folder, len(kept), len(deleted))
         self.reporter.set_checkpoints(CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept)))
 
@@ -371,7 +420,8 @@ class Trainer:
             return
         self.last_evaluation = stats.summary()
         self.evaluations.append(stats.to_json())
-        self.storage.put_bytes(self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode())
+        history, data = self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode()
+        self.uploader.submit(EVALUATION_UPLOADS, str(history), lambda storage: storage.put_bytes(history, data))
         log.info(
             "evaluation at %d: %.3f +/- %.3f",
             stats.timesteps,

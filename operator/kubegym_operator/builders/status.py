@@ -8,6 +8,13 @@ are dug out of pod conditions, container states and the runner's exit code.
 
 Succeeded and Failed are final: a run never leaves them, even when its Job is deleted later
 (ttlSecondsAfterFinished) or a stale pod update arrives.
+
+The runner's fields have one fallback the operator fills: when the Job succeeded but
+``status.result`` never arrived (the API server was unreachable while the runner reported its
+end), :func:`recover_result` rebuilds ``result``, ``progress`` at 100% and ``checkpoints`` from the
+:class:`~kubegym_runner.config.FinalReport` the runner left in its pod's termination message (the
+result its ``final/manifest.json`` records), which the kubelet keeps in the pod status the operator
+already reads. That needs no access to storage, so the operator stays without S3 credentials.
 """
 
 from __future__ import annotations
@@ -21,7 +28,13 @@ from kubegym_operator.api.common import TERMINAL_PHASES, Phase
 from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
+from kubegym_runner.config import (
+    EXIT_INFRA_ERROR,
+    EXIT_STORAGE_ERROR,
+    EXIT_USER_ERROR,
+    FinalReport,
+    parse_final_report,
+)
 
 Obj = Mapping[str, Any]
 
@@ -56,6 +69,8 @@ class Reason:
     RUNNER_ERROR = "RunnerError"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     EARLY_STOPPED = "EarlyStopped"
+    #: Event reason: status.result was rebuilt from the runner pod's termination message.
+    RESULT_RECOVERED = "ResultRecovered"
 
 
 #: Set (with the reason as value) by an Experiment that stopped this run early; with
@@ -512,6 +527,57 @@ def transition_event(previous: Obj, verdict: Verdict) -> Event | None:
     return Event(severity, verdict.reason, f"{verdict.phase}: {verdict.message}")
 
 
+# --- the result, when the runner's final report was lost --------------------------------------
+
+#: Why a recovered result is in the status (the Succeeded condition's message and the Event).
+RECOVERED_NOTE = (
+    "status.result recovered from the runner pod's termination message (the result final/manifest.json "
+    "records): the runner's final status report did not reach the API server"
+)
+
+
+def final_report_of(pods: Iterable[Obj]) -> FinalReport | None:
+    """The :class:`FinalReport` a succeeded runner pod left in its termination message (the
+    newest such pod first), or ``None``."""
+    succeeded = [p for p in pods if _status(p).get("phase") == "Succeeded"]
+    for pod in sorted(succeeded, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True):
+        term = (_runner_status(pod).get("state") or {}).get("terminated") or {}
+        if term.get("exitCode") == 0:
+            report = parse_final_report(term.get("message"))
+            if report is not None:
+                return report
+    return None
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
+
+
+def recover_result(previous: Obj, pods: Sequence[Obj]) -> dict[str, Any]:
+    """``result``, ``progress`` (at 100%) and ``checkpoints`` from the runner's termination
+    message, for a run whose status has no ``result``; empty when it has one or no pod left a report.
+
+    Progress and checkpoints are merged over what the runner last reported, so what it wrote
+    stays and a second reconcile finds nothing to change.
+    """
+    if previous.get("result"):
+        return {}
+    report = final_report_of(pods)
+    if report is None:
+        return {}
+    recovered: dict[str, Any] = {"result": _dump(report.result)}
+    progress: dict[str, Any] = {**(previous.get("progress") or {}), "fraction": 1.0, "percent": 100}
+    if report.result.timesteps is not None:
+        progress["timesteps"] = report.result.timesteps
+    if report.total_timesteps is not None:
+        progress["totalTimesteps"] = report.total_timesteps
+    recovered["progress"] = progress
+    if report.checkpoints is not None:
+        recovered["checkpoints"] = {**(previous.get("checkpoints") or {}), **_dump(report.checkpoints)}
+    return recovered
+
+
 # --- entry points ----------------------------------------------------------------------------
 
 
@@ -537,7 +603,9 @@ def compute_status(
 ) -> StatusUpdate:
     """The operator-owned status of a run from its Job and that Job's pods.
 
-    ``pods`` are the Job's pods (label ``batch.kubernetes.io/job-name``), in any order.
+    ``pods`` are the Job's pods (label ``batch.kubernetes.io/job-name``), in any order. For a
+    Succeeded run without ``status.result`` it also carries the runner's fields rebuilt by
+    :func:`recover_result` (and says so in the Succeeded condition, or in a ResultRecovered Event).
     """
     previous: Obj = run.get("status") or {}
     generation = (run.get("metadata") or {}).get("generation")
@@ -558,11 +626,22 @@ def compute_status(
         }
         kept["observedGeneration"] = generation
         stop = previous.get("phase") == Phase.Failed.value and _terminal_job_still_running(job)
-        return StatusUpdate(status=kept, stop_job=stop)
+        event = None
+        if previous.get("phase") == Phase.Succeeded.value:
+            recovered = recover_result(previous, pods)
+            if recovered:
+                kept.update(recovered)
+                event = Event("Normal", Reason.RESULT_RECOVERED, RECOVERED_NOTE)
+        return StatusUpdate(status=kept, stop_job=stop, event=event)
 
     grace = timedelta(seconds=settings.pending_error_grace_seconds)
     verdict = verdict_of(run, job, pods, now=now, grace=grace)
-    return _update(run, verdict, job, pods, now=now)
+    recovered = recover_result(previous, pods) if verdict.phase == Phase.Succeeded.value else {}
+    if recovered:
+        verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {RECOVERED_NOTE}", verdict.stop_job)
+    update = _update(run, verdict, job, pods, now=now)
+    update.status.update(recovered)
+    return update
 
 
 def failed_status(run: Obj, reason: str, message: str, *, now: datetime) -> StatusUpdate:

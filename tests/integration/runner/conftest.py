@@ -28,6 +28,8 @@ class S3Server:
     secret_key: str
     bucket: str
     client: Any
+    #: MinIO's process id (a test may freeze it with SIGSTOP; it must SIGCONT it again).
+    pid: int | None = None
 
     def env(self) -> dict[str, str]:
         """How the runner pod gets credentials: the Secret's keys as environment variables."""
@@ -44,6 +46,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         minio.start()
         minio.ensure_bucket(BUCKET)
         creds = minio.credentials()
-        yield S3Server(minio.endpoint, creds["access_key"], creds["secret_key"], BUCKET, minio.client())
+        yield S3Server(
+            minio.endpoint, creds["access_key"], creds["secret_key"], BUCKET, minio.client(), supervisor.pid("minio")
+        )
     finally:
         supervisor.stop("minio")

@@ -16,6 +16,7 @@ from kubegym_operator.builders.status import (
     is_terminal,
 )
 from kubegym_operator.settings import Settings
+from kubegym_runner.config import CheckpointStatus, FinalReport, TrainingResult, final_report_message
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = Settings(pending_error_grace_seconds=300)
@@ -479,3 +480,130 @@ def test_events_only_on_transitions() -> None:
     assert first.event is not None
     assert (first.event.type, first.event.reason) == ("Warning", "Unschedulable")
     assert compute(make_run(first.status), make_job(active=1), [pod]).event is None
+
+
+# --- the result, when the runner's final status report was lost ---------------------------------
+
+FINAL_REPORT = FinalReport(
+    result=TrainingResult(
+        timesteps=1024,
+        mean_reward=487.25,
+        std_reward=12.5,
+        episodes=10,
+        model_uri="s3://kubegym/runs/research/cp/final",
+    ),
+    total_timesteps=1000,
+    checkpoints=CheckpointStatus(
+        latest_uri="s3://kubegym/runs/research/cp/checkpoints/000000001024", latest_step=1024, count=2
+    ),
+)
+SUMMARY_LINE = "trained 1024 timesteps; final evaluation 487.25 +/- 12.5 over 10 episodes; model s3://…/final"
+WITH_REPORT = final_report_message(SUMMARY_LINE, FINAL_REPORT, 4096)
+#: What the runner last got through before the API server went away.
+LAST_PROGRESS = {"timesteps": 768, "totalTimesteps": 1000, "fraction": 0.768, "percent": 76, "stepsPerSecond": 900.0}
+LAST_CHECKPOINTS = {
+    "latestUri": "s3://kubegym/runs/research/cp/checkpoints/000000000512",
+    "latestStep": 512,
+    "count": 1,
+}
+
+
+def succeeded_pod(message: str, name: str = "cartpole-train-ok", created: float = 60) -> dict[str, Any]:
+    return make_pod(name, "Succeeded", created=created, state=terminated(0, "Completed", message, started=300))
+
+
+def complete_job() -> dict[str, Any]:
+    return make_job(("Complete", "CompletionsReached"), completion=ago(3))
+
+
+def merged(status: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``status`` after a JSON merge patch (what the API server does with the operator's write)."""
+    out = dict(status)
+    for key, value in patch.items():
+        out[key] = merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("previous", "message", "recovers"),
+    [
+        pytest.param({"progress": LAST_PROGRESS}, WITH_REPORT, True, id="report-lost-recovered"),
+        pytest.param({}, WITH_REPORT, True, id="nothing-ever-arrived-recovered"),
+        pytest.param(
+            {"progress": {**LAST_PROGRESS, "percent": 100}, "result": {"meanReward": 1.0, "timesteps": 1000}},
+            WITH_REPORT,
+            False,
+            id="report-arrived-untouched",
+        ),
+        pytest.param({"progress": LAST_PROGRESS}, SUMMARY_LINE, False, id="older-runner-no-report"),
+        pytest.param({"progress": LAST_PROGRESS}, "", False, id="no-message"),
+    ],
+)
+def test_succeeded_run_result_with_and_without_the_runners_report(
+    previous: dict[str, Any], message: str, recovers: bool
+) -> None:
+    update = compute(make_run(previous), complete_job(), [succeeded_pod(message)])
+    assert summary(update) == ("Succeeded", "Completed")
+    succeeded = conditions(update)["Succeeded"]
+    assert update.event is not None
+    if recovers:
+        assert update.status["result"] == FINAL_REPORT.result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        progress = update.status["progress"]
+        assert (progress["percent"], progress["fraction"], progress["timesteps"]) == (100, 1.0, 1024)
+        assert progress["totalTimesteps"] == 1000
+        if "progress" in previous:
+            assert progress["stepsPerSecond"] == 900.0  # what the runner wrote stays
+        assert update.status["checkpoints"]["latestStep"] == 1024
+        assert "recovered from the runner pod's termination message" in succeeded["message"]
+        assert "final/manifest.json" in update.event.message
+    else:
+        assert not {"result", "progress", "checkpoints"} & update.status.keys()  # the runner's fields, untouched
+        assert succeeded["message"] == "the runner finished training"
+
+
+def test_recovery_merges_over_what_the_runner_reported_and_is_written_once() -> None:
+    previous = {"progress": LAST_PROGRESS, "checkpoints": LAST_CHECKPOINTS}
+    update = compute(make_run(previous), complete_job(), [succeeded_pod(WITH_REPORT)])
+    # The report's checkpoints are newer than the runner's last write; keys it lacks stay.
+    assert update.status["checkpoints"] == {
+        **LAST_CHECKPOINTS,
+        "latestUri": "s3://kubegym/runs/research/cp/checkpoints/000000001024",
+        "latestStep": 1024,
+        "count": 2,
+    }
+    after = merged(previous, update.status)
+    TrainingRunStatus.model_validate(after)
+    again = compute(make_run(after), None, [succeeded_pod(WITH_REPORT)])  # terminal now; the Job may be gone
+    assert again.event is None
+    assert all(after.get(key) == value for key, value in again.status.items() if key != "observedGeneration")
+
+
+def test_a_run_already_succeeded_without_a_result_recovers_it_with_an_event() -> None:
+    done = compute(make_run({"progress": LAST_PROGRESS}), complete_job(), []).status  # the pod was not listed yet
+    assert "result" not in done
+    later = compute(make_run({**done, "progress": LAST_PROGRESS}), complete_job(), [succeeded_pod(WITH_REPORT)])
+    assert summary(later) == ("Succeeded", "Completed")
+    assert later.status["result"]["meanReward"] == 487.25
+    assert later.status["progress"]["percent"] == 100
+    assert later.event is not None
+    assert (later.event.type, later.event.reason) == ("Normal", "ResultRecovered")
+    assert "termination message" in later.event.message
+
+
+def test_the_newest_succeeded_pod_with_a_report_counts() -> None:
+    older = FinalReport(result=TrainingResult(timesteps=1, mean_reward=-1.0))
+    pods = [
+        succeeded_pod(final_report_message("old", older, 4096), name="a", created=500),
+        failed_pod("b", 43, message="storage down", created=300),
+        succeeded_pod(WITH_REPORT, name="c", created=100),
+        make_pod("d", "Succeeded", created=50, state=terminated(1, "Error", WITH_REPORT)),  # not exit 0
+    ]
+    update = compute(make_run(), complete_job(), pods)
+    assert update.status["result"]["meanReward"] == 487.25
+
+
+def test_a_failed_run_gets_no_result() -> None:
+    failed = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), [succeeded_pod(WITH_REPORT)])
+    assert failed.status["phase"] == "Failed" and "result" not in failed.status
+    later = compute(make_run(failed.status), None, [succeeded_pod(WITH_REPORT)])
+    assert "result" not in later.status and later.event is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ class MemoryStorage(Storage):
         self.objects: dict[tuple[str, str], bytes] = {}
         self.writes: list[str] = []
 
-    def upload_file(self, path: Path, uri: S3Uri) -> None:
+    def upload_file(self, path: Path, uri: S3Uri, progress: Callable[[int], None] | None = None) -> None:
         self.put_bytes(uri, path.read_bytes())
 
     def download_file(self, uri: S3Uri, path: Path) -> None:
