@@ -18,6 +18,10 @@ from pydantic.alias_generators import to_camel
 
 #: Name of the environment variable that carries the serialized config.
 CONFIG_ENV = "KUBEGYM_CONFIG"
+#: The runner container's CPU request and limit in millicores (downward API ``resourceFieldRef``);
+#: the runner sizes its threads from them, since a pod without a CPU limit sees every core.
+CPU_REQUEST_ENV = "KUBEGYM_CPU_REQUEST_MILLICORES"
+CPU_LIMIT_ENV = "KUBEGYM_CPU_LIMIT_MILLICORES"
 
 #: Exit code for errors that retrying cannot fix (bad config, unknown env, ...).
 #: The Job's podFailurePolicy fails the Job at once on it.

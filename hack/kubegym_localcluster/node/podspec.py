@@ -11,6 +11,8 @@ the paths it was written for, and no other pod sees them.
 from __future__ import annotations
 
 import base64
+import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -141,6 +143,45 @@ class Resolver:
         return res["status"]["token"], time.time() + seconds
 
 
+def parse_quantity(q: str | int | float) -> int:
+    """Bytes of a memory quantity (Ki/Mi/Gi/k/M/G or plain)."""
+    s = str(q)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, mult in units.items():
+        if s.endswith(suffix):
+            return int(float(s[: -len(suffix)]) * mult)
+    return int(float(s))
+
+
+def parse_cpu(q: str | int | float) -> float:
+    """Cores of a CPU quantity (``500m``, ``2``, ``1.5``)."""
+    s = str(q)
+    return float(s[:-1]) / 1000 if s.endswith("m") else float(s)
+
+
+def resource_field(container: Obj, resource: str, divisor: str | None) -> str:
+    """A ``resourceFieldRef`` value as a kubelet computes it: the quantity divided by
+    ``divisor`` and rounded up; an unset limit is the node's allocatable, an unset request 0."""
+    kind, _, name = resource.partition(".")
+    resources = container.get("resources", {})
+    value = resources.get(kind, {}).get(name)
+    if name == "cpu":
+        cores = parse_cpu(value) if value is not None else (float(os.cpu_count() or 1) if kind == "limits" else 0.0)
+        return str(math.ceil(round(cores / parse_cpu(divisor or "1"), 9)))
+    if name in ("memory", "ephemeral-storage"):
+        if value is None:
+            return str(_memory_total() if kind == "limits" and name == "memory" else 0)
+        return str(math.ceil(parse_quantity(value) / parse_quantity(divisor or "1")))
+    raise SpecError(f"unsupported resourceFieldRef resource {resource!r}")
+
+
+def _memory_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def container_env(
     pod: Obj, container: Obj, resolver: Resolver, base: dict[str, str], service_env: dict[str, str]
 ) -> dict[str, str]:
@@ -165,9 +206,8 @@ def container_env(
         elif "fieldRef" in vf:
             value = field_ref(pod, vf["fieldRef"]["fieldPath"])
         elif "resourceFieldRef" in vf:
-            res = vf["resourceFieldRef"]["resource"]
-            kind, _, name = res.partition(".")
-            value = str(container.get("resources", {}).get(kind, {}).get(name, "0"))
+            ref = vf["resourceFieldRef"]
+            value = resource_field(container, ref["resource"], ref.get("divisor"))
         else:
             raise SpecError(f"unsupported valueFrom in env {var['name']}")
         if value is not None:

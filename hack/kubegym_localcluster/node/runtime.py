@@ -33,7 +33,7 @@ from typing import Any
 from ..kube import ApiError, Kube
 from ..procs import group_members, kill_group
 from . import images
-from .podspec import Resolver, SpecError, Volumes, container_env
+from .podspec import Resolver, SpecError, Volumes, container_env, parse_cpu, parse_quantity
 from .status import ContainerState, condition, exit_code, now, pod_status
 
 Obj = dict[str, Any]
@@ -50,22 +50,6 @@ CONFIG_RETRY_MAX = 10.0
 #: Waiting reasons a kubelet retries by itself (the user may create the missing object).
 RETRYABLE_WAITING = frozenset({"CreateContainerConfigError", "ErrImagePull", "ImagePullBackOff"})
 CFS_PERIOD_US = 100_000
-
-
-def parse_quantity(q: str | int | float) -> int:
-    """Bytes of a memory quantity (Ki/Mi/Gi/k/M/G or plain)."""
-    s = str(q)
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-    for suffix, mult in units.items():
-        if s.endswith(suffix):
-            return int(float(s[: -len(suffix)]) * mult)
-    return int(float(s))
-
-
-def parse_cpu(q: str | int | float) -> float:
-    """Cores of a CPU quantity (``500m``, ``2``, ``1.5``)."""
-    s = str(q)
-    return float(s[:-1]) / 1000 if s.endswith("m") else float(s)
 
 
 def cgroup_root(controller: str) -> Path | None:

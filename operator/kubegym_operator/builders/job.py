@@ -26,6 +26,8 @@ from kubegym_operator.builders.ownership import controller_reference
 from kubegym_operator.settings import Settings
 from kubegym_runner.config import (
     CONFIG_ENV,
+    CPU_LIMIT_ENV,
+    CPU_REQUEST_ENV,
     EXIT_USER_ERROR,
     CheckpointPolicy,
     EvaluateConfig,
@@ -184,6 +186,9 @@ def runner_env(config: TrainConfig | EvaluateConfig, gpu: int) -> list[Manifest]
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "KUBEGYM_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "KUBEGYM_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        # The runner sizes torch's threads to its share of the node, not to every core it sees.
+        {"name": CPU_REQUEST_ENV, "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+        {"name": CPU_LIMIT_ENV, "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
     ]
     if gpu == 0:
         # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node that would hand a CPU run

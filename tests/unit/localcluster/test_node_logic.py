@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kubegym_localcluster.node import images
 from kubegym_localcluster.node.launch import mount_of, mount_points, overlay_roots, submounts
-from kubegym_localcluster.node.podspec import SpecError, expand, field_ref
-from kubegym_localcluster.node.runtime import cgroup_settings, config_backoff, parse_quantity
+from kubegym_localcluster.node.podspec import SpecError, expand, field_ref, parse_quantity, resource_field
+from kubegym_localcluster.node.runtime import cgroup_settings, config_backoff
 from kubegym_localcluster.node.status import ContainerState, exit_code, phase
 
 
@@ -150,3 +152,24 @@ def test_cgroup_settings(resources: dict[str, dict[str, str]], expected: dict[st
 
 def test_config_errors_back_off_to_a_cap() -> None:
     assert [config_backoff(n) for n in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("resources", "resource", "divisor", "expected"),
+    [
+        ({"requests": {"cpu": "500m"}}, "requests.cpu", "1m", "500"),
+        ({"requests": {"cpu": "1500m"}}, "requests.cpu", None, "2"),  # rounded up, as a kubelet does
+        ({"requests": {"cpu": "2"}}, "requests.cpu", "1m", "2000"),
+        ({}, "requests.cpu", "1m", "0"),
+        ({"limits": {"memory": "1Gi"}}, "limits.memory", "1Mi", "1024"),
+        ({"requests": {"memory": "100M"}}, "requests.memory", None, "100000000"),
+    ],
+)
+def test_resource_field_refs(
+    resources: dict[str, dict[str, str]], resource: str, divisor: str | None, expected: str
+) -> None:
+    assert resource_field({"resources": resources}, resource, divisor) == expected
+
+
+def test_an_unset_cpu_limit_is_the_node_allocatable() -> None:
+    assert resource_field({}, "limits.cpu", "1m") == str(1000 * (os.cpu_count() or 1))

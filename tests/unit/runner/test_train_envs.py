@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -10,7 +13,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
 from kubegym_runner.compute import available_cpus, cgroup_cpu_limit, resolve_device
-from kubegym_runner.config import Wrapper
+from kubegym_runner.config import CPU_LIMIT_ENV, CPU_REQUEST_ENV, Wrapper
 from kubegym_runner.envs import EnvFactory, EnvPlan, build_vec_env, probe_spaces, resolve_wrapper
 from kubegym_runner.errors import UserError
 
@@ -86,6 +89,32 @@ def test_cpu_quota_parsing() -> None:
     assert cgroup_cpu_limit("50000 100000") == 0.5
     assert cgroup_cpu_limit("max 100000") is None
     assert available_cpus() >= 1
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "env", "expected"),
+    [
+        ("max 100000", {}, "all"),  # nothing known: every CPU the process may use
+        ("max 100000", {CPU_REQUEST_ENV: "500"}, 1),  # below one core: one thread
+        ("max 100000", {CPU_REQUEST_ENV: "900", CPU_LIMIT_ENV: "64000"}, 1),
+        ("max 100000", {CPU_REQUEST_ENV: "1999"}, 1),  # rounded down: never more than the request
+        ("max 100000", {CPU_REQUEST_ENV: "0"}, "all"),  # no request set
+        ("50000 100000", {}, 1),  # a cgroup quota of half a core
+        ("max 100000", {CPU_LIMIT_ENV: "500"}, 1),
+        ("max 100000", {CPU_REQUEST_ENV: "garbage"}, "all"),
+    ],
+)
+def test_threads_follow_the_cpu_request(tmp_path: Path, cpu_max: str, env: dict[str, str], expected: object) -> None:
+    f = tmp_path / "cpu.max"
+    f.write_text(cpu_max)
+    every = len(os.sched_getaffinity(0))
+    assert available_cpus(f, env) == (every if expected == "all" else expected)
+
+
+def test_threads_never_exceed_the_cpus_the_process_may_use(tmp_path: Path) -> None:
+    f = tmp_path / "cpu.max"
+    f.write_text("max 100000")
+    assert available_cpus(f, {CPU_REQUEST_ENV: "512000"}) == len(os.sched_getaffinity(0))
 
 
 def test_cuda_demanded_without_a_gpu_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
