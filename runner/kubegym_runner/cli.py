@@ -16,6 +16,10 @@ for local use). Exit codes tell the Job's ``podFailurePolicy`` what happened:
 * 128 + signal (143): stopped by SIGTERM after saving a checkpoint;
 * 1: an unexpected error (a bug, or an error in a custom environment).
 
+Each subcommand first exports ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` where unset (the pod's CPU
+share; 1 for ``evaluate``), before anything imports numpy or torch: this module and what it
+imports at the top stay free of both (a unit test checks it).
+
 On failure a one-line message goes to stderr and to the termination log
 (``/dev/termination-log`` when the kubelet provides it, or ``$KUBEGYM_TERMINATION_LOG``),
 where the operator reads it for the run's conditions and events; credentials are redacted.
@@ -33,6 +37,7 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from kubegym_runner.compute import export_thread_env
 from kubegym_runner.config import (
     CONFIG_ENV,
     EvaluateConfig,
@@ -119,6 +124,7 @@ def load_config(model: type[ConfigT], path: str | None) -> ConfigT:
 
 
 def _train(args: argparse.Namespace) -> int:
+    export_thread_env()  # before numpy and torch load: OpenMP/MKL size their pools once
     from kubegym_runner.progress import KubernetesStatusWriter, ProgressReporter
     from kubegym_runner.storage import Storage
     from kubegym_runner.train import train
@@ -141,6 +147,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    export_thread_env(cpus=1)  # one thread per policy call, as configure_inference sets torch
     from kubegym_runner.evaluate import BenchmarkReporter, evaluate
     from kubegym_runner.progress import KubernetesStatusWriter
     from kubegym_runner.storage import Storage
@@ -159,6 +166,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    export_thread_env()
     from kubegym_runner.progress import KubernetesStatusWriter
     from kubegym_runner.storage import Storage
     from kubegym_runner.study import run_report

@@ -73,6 +73,9 @@ class Device(enum.StrEnum):
 
 
 class VecEnvMode(enum.StrEnum):
+    """How the training env copies are stepped: ``auto`` chooses ``dummy`` or ``subproc``."""
+
+    auto = "auto"
     dummy = "dummy"
     subproc = "subproc"
 
@@ -109,8 +112,12 @@ class EnvironmentConfig(Model):
     wrappers: list[Wrapper] = Field(default_factory=list, description="Wrappers applied in order to each env copy.")
     n_envs: int = Field(default=1, ge=1, le=256, description="Number of parallel environment copies.")
     vec_env: VecEnvMode = Field(
-        default=VecEnvMode.dummy,
-        description="Vectorisation: 'dummy' (one process) or 'subproc' (one process per env).",
+        default=VecEnvMode.auto,
+        description="Vectorisation of the training copies: 'auto' (default) picks 'subproc' when the pod's CPU "
+        "request allows 2 or more workers and the env is expensive to step (Atari, MuJoCo, Box2D ids, or a "
+        "measured step above 0.2 ms), else 'dummy'; 'dummy' steps every copy in the trainer's process; "
+        "'subproc' steps them in worker processes, never more workers than the CPU request allows (copies are "
+        "grouped per worker). status.progress.compute shows the choice.",
     )
     normalize: bool = Field(
         default=False,
@@ -234,6 +241,57 @@ def thin_evaluations(points: list[EvaluationPoint], limit: int = MAX_EVALUATION_
     return [points[i] for i in picked]
 
 
+#: Longest ``status.progress.storage.message`` (the runner shortens the error to fit).
+MAX_STORAGE_MESSAGE = 1024
+
+
+class ComputeStatus(Model):
+    """How the runner sized itself to its pod, as ``status.progress.compute``: the figures it chose
+    from the container's CPU request (and limit), and why."""
+
+    threads: int = Field(
+        ge=1,
+        description="torch intra-op threads; OpenMP/MKL get the same unless OMP_NUM_THREADS/MKL_NUM_THREADS are set.",
+    )
+    interop_threads: int | None = Field(default=None, ge=1, description="torch inter-op threads.")
+    threads_from: str = Field(
+        max_length=256,
+        description="Where the thread count comes from: 'OMP_NUM_THREADS', 'cpu request <m>m', 'cpu limit <m>m', "
+        "'cgroup quota' or 'cpus' (the CPUs the process may run on, when the pod has no request).",
+    )
+    cpu_request_millicores: int | None = Field(default=None, ge=0, description="The container's CPU request.")
+    cpu_limit_millicores: int | None = Field(
+        default=None, ge=0, description="The container's CPU limit (the node's allocatable when unset)."
+    )
+    n_envs: int = Field(ge=1, description="Parallel training environment copies.")
+    vectorization: Literal["dummy", "subproc"] = Field(description="How the copies are stepped: dummy or subproc.")
+    env_workers: int = Field(
+        ge=0,
+        description="Worker processes stepping the copies (subproc; copies are grouped when there are more copies "
+        "than workers); 0 for dummy, where the trainer's own process steps them. Never more than the CPU request.",
+    )
+    vectorization_reason: str = Field(max_length=512, description="Why this vectorization: the rule that chose it.")
+
+
+class StorageState(enum.StrEnum):
+    ok = "ok"
+    failing = "failing"
+
+
+class StorageStatus(Model):
+    """Whether the runner's uploads reach storage, as ``status.progress.storage``; the operator turns
+    it into the StorageAvailable condition. Every field is always present, so a merge patch of a newer
+    state replaces all of an older one."""
+
+    state: StorageState = Field(description="ok, or failing while storage requests fail or get no answer.")
+    since: datetime = Field(description="When the current state began (the first failure, or the recovery).")
+    message: str = Field(
+        max_length=MAX_STORAGE_MESSAGE, description="What fails (the last error), or that uploads succeed."
+    )
+    pending_uploads: int = Field(default=0, ge=0, description="Uploads queued or in progress.")
+    failed_requests: int = Field(default=0, ge=0, description="Storage requests failed in a row.")
+
+
 class TrainingProgress(Model):
     """What the runner reports onto ``status.progress`` while it trains (no NaN/Infinity)."""
 
@@ -263,6 +321,12 @@ class TrainingProgress(Model):
         default=None,
         ge=0,
         description="Timestep of the checkpoint the current attempt resumed from (0: fresh).",
+    )
+    compute: ComputeStatus | None = Field(
+        default=None, description="Threads, environment copies and vectorization the runner chose from its CPU request."
+    )
+    storage: StorageStatus | None = Field(
+        default=None, description="Whether checkpoint uploads reach storage (training goes on while they fail)."
     )
     update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
 

@@ -8,7 +8,9 @@ stable-baselines3/sb3-contrib's (``AtariWrapper``, ``TimeFeatureWrapper``, ``Act
 or any importable class as ``module:Class`` (or ``module.Class``, rl-zoo3's spelling).
 
 Each copy is built by a picklable :class:`EnvFactory`, so ``subproc`` workers import the
-custom module themselves, as gymnasium's registry does not cross process boundaries.
+custom module themselves, as gymnasium's registry does not cross process boundaries. With
+``subproc`` and fewer workers than copies (the pod's CPU share caps them), each worker steps a
+group of copies (:class:`~kubegym_runner.vecenv.GroupedSubprocVecEnv`).
 
 Wrapper order, bottom to top: the env, the spec's ``wrappers`` (they define the task:
 a ``TimeLimit`` must end episodes where ``Monitor`` sees it), SB3's ``Monitor`` (the
@@ -24,8 +26,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import multiprocessing
 import signal
+import statistics
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,9 @@ from stable_baselines3.common.vec_env import (
 
 from kubegym_runner.config import VecEnvMode, Wrapper
 from kubegym_runner.errors import UserError
+from kubegym_runner.vecenv import GroupedSubprocVecEnv
+
+log = logging.getLogger(__name__)
 
 EnvWrapper = Callable[[gym.Env], gym.Env]
 VecEnvWrapper = Callable[[VecEnv], VecEnv]
@@ -190,7 +198,10 @@ class EnvPlan:
     factory: EnvFactory
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     n_envs: int = 1
+    #: ``dummy`` or ``subproc`` (``auto`` is resolved by the plan; here it means dummy).
     vec_env: str = VecEnvMode.dummy.value
+    #: subproc worker processes; fewer than ``n_envs`` groups the copies; 0: one per copy.
+    workers: int = 0
     #: VecNormalize keyword arguments, or ``None`` for no normalisation.
     normalize: Mapping[str, Any] | None = None
     frame_stack: int | None = None
@@ -213,9 +224,60 @@ def make_single_env(plan: EnvPlan) -> gym.Env:
 
 def probe_spaces(plan: EnvPlan) -> tuple[gym.Space[Any], gym.Space[Any]]:
     """Observation and action space of the wrapped env (before vectorisation wrappers)."""
+    probe = probe_env(plan)
+    return probe.observation_space, probe.action_space
+
+
+@dataclass(frozen=True)
+class EnvProbe:
+    """One wrapped copy, looked at before training: its spaces and, if timed, its step cost."""
+
+    observation_space: gym.Space[Any]
+    action_space: gym.Space[Any]
+    #: Median wall seconds of a random-action step (resets included), or ``None`` if not timed.
+    step_seconds: float | None = None
+
+
+#: Untimed steps before timing (lazy initialisation, caches).
+PROBE_WARMUP_STEPS = 5
+#: Most wall seconds the step-cost probe may take.
+PROBE_BUDGET_SECONDS = 0.5
+
+
+def time_steps(env: gym.Env, steps: int, budget: float = PROBE_BUDGET_SECONDS) -> float | None:
+    """Median seconds of a step with random actions over at most ``steps`` steps (after a few
+    untimed ones) and ``budget`` seconds in all; an episode that ends is reset within its step's
+    time. The median, not the mean, so that the process being preempted on a busy node does not
+    make a cheap env look expensive. ``None`` if stepping fails (an env that wants other actions
+    than its space samples, say): the caller decides without it."""
+    try:
+        env.action_space.seed(0)
+        env.reset(seed=0)
+        durations: list[float] = []
+        began = time.perf_counter()
+        for i in range(PROBE_WARMUP_STEPS + steps):
+            t0 = time.perf_counter()
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+            took = time.perf_counter() - t0
+            if i >= PROBE_WARMUP_STEPS:
+                durations.append(took)
+            if time.perf_counter() - began > budget:  # warm-up included: a slow env costs one budget
+                durations = durations or [took]
+                break
+    except Exception as e:  # noqa: BLE001 - the probe is advisory; training will show the real error
+        log.info("step cost not measured: %s: %s", type(e).__name__, e)
+        return None
+    return statistics.median(durations) if durations else None
+
+
+def probe_env(plan: EnvPlan, steps: int = 0) -> EnvProbe:
+    """The wrapped env's spaces and, for ``steps`` > 0, the median cost of a step (:func:`time_steps`)."""
     env = make_single_env(plan)
     try:
-        return env.observation_space, env.action_space
+        step_seconds = time_steps(env, steps) if steps > 0 else None
+        return EnvProbe(env.observation_space, env.action_space, step_seconds)
     finally:
         env.close()
 
@@ -232,9 +294,13 @@ def build_vec_env(
     ``vecnormalize`` restores saved normalisation statistics (from a checkpoint).
     """
     n_envs = 1 if evaluation else plan.n_envs
-    vec_cls: type[DummyVecEnv] | type[SubprocVecEnv] = (
-        SubprocVecEnv if plan.vec_env == VecEnvMode.subproc.value and not evaluation else DummyVecEnv
-    )
+    vec_cls: type[VecEnv] = DummyVecEnv
+    vec_kwargs: dict[str, Any] = {}
+    if plan.vec_env == VecEnvMode.subproc.value and not evaluation:
+        if 0 < plan.workers < n_envs:
+            vec_cls, vec_kwargs = GroupedSubprocVecEnv, {"workers": plan.workers}
+        else:
+            vec_cls = SubprocVecEnv
     try:
         env: VecEnv = make_vec_env(
             plan.factory,
@@ -242,7 +308,8 @@ def build_vec_env(
             seed=seed,
             wrapper_class=plan.factory.wrap,
             env_kwargs=dict(plan.kwargs),
-            vec_env_cls=vec_cls,
+            vec_env_cls=vec_cls,  # type: ignore[arg-type]
+            vec_env_kwargs=vec_kwargs,
         )
     except UserError:
         raise

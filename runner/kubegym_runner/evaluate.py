@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
 import tempfile
@@ -46,7 +45,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 from kubegym_runner import report
 from kubegym_runner.algorithms import algorithm_class
 from kubegym_runner.checkpoints import MANIFEST_NAME, MODEL_NAME, VECNORMALIZE_NAME, Manifest, read_manifest
-from kubegym_runner.compute import resolve_device
+from kubegym_runner.compute import resolve_device, user_omp_threads
 from kubegym_runner.config import (
     BenchmarkArtifacts,
     BenchmarkEntry,
@@ -367,8 +366,7 @@ def configure_inference() -> None:
     """
     import torch
 
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
+    torch.set_num_threads(user_omp_threads() or 1)
     torch.distributions.Distribution.set_default_validate_args(False)
 
 

@@ -8,6 +8,11 @@ cannot be told apart from an omission once the API server has applied it;
 ``environment.kwargs`` are merged over the preset's ``env_kwargs``; the preset's
 ``env_wrapper`` wraps each env copy before the spec's ``wrappers``.
 
+``environment.vecEnv`` is resolved here against the pod's CPU share
+(:func:`kubegym_runner.compute.choose_vectorization`): ``auto`` becomes ``dummy`` or ``subproc``
+(timing a few random steps of one copy when the env's cost decides), and subprocess workers are
+capped by the share.
+
 Everything here runs before storage is touched: a typo fails in seconds with
 :class:`UserError`, not after downloading a checkpoint.
 """
@@ -15,7 +20,7 @@ Everything here runs before storage is touched: a typo fails in seconds with
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gymnasium import spaces
@@ -30,8 +35,9 @@ from kubegym_runner.algorithms import (
     resolve_policy,
     validate_hyperparameters,
 )
+from kubegym_runner.compute import Vectorization, available_cpus, choose_vectorization, known_expensive
 from kubegym_runner.config import TrainConfig, VecEnvMode
-from kubegym_runner.envs import EnvFactory, EnvPlan, import_module, probe_spaces, resolve_wrapper
+from kubegym_runner.envs import EnvFactory, EnvPlan, import_module, probe_env, resolve_wrapper
 from kubegym_runner.errors import UserError
 from kubegym_runner.presets import add_action_noise, parse_preset, preprocess, zoo_entry
 
@@ -53,6 +59,10 @@ class TrainingPlan:
     extra_callbacks: list[BaseCallback] = field(default_factory=list)
     #: Where the hyperparameters came from, for the log.
     source: str = "spec"
+    #: How the training copies are stepped, and why (``status.progress.compute``).
+    vectorization: Vectorization = field(
+        default_factory=lambda: Vectorization(VecEnvMode.dummy, 0, "vecEnv dummy (spec)")
+    )
 
 
 def _zoo_style(config: TrainConfig, preset_raw: dict[str, Any]) -> dict[str, Any]:
@@ -76,8 +86,20 @@ def _zoo_style(config: TrainConfig, preset_raw: dict[str, Any]) -> dict[str, Any
     return raw
 
 
-def build_plan(config: TrainConfig) -> TrainingPlan:
-    """Validate the config against the algorithm, the preset and the environment."""
+#: Random-action steps timed to tell a cheap env from an expensive one (``vecEnv: auto``).
+PROBE_STEPS = 200
+
+
+def needs_step_probe(requested: VecEnvMode | str, n_envs: int, cpus: int, env_id: str) -> bool:
+    """Whether ``auto`` vectorization depends on the env's measured step cost."""
+    return VecEnvMode(requested) is VecEnvMode.auto and n_envs >= 2 and cpus >= 2 and not known_expensive(env_id)
+
+
+def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
+    """Validate the config against the algorithm, the preset and the environment.
+
+    ``cpus``: the pod's CPU share, which caps subprocess env workers (default: :func:`available_cpus`).
+    """
     cls = algorithm_class(config.algorithm)
     validate_hyperparameters(cls, config.hyperparameters)
     env = config.environment
@@ -103,13 +125,23 @@ def build_plan(config: TrainConfig) -> TrainingPlan:
         ),
         kwargs=settings.env_kwargs,
         n_envs=settings.n_envs,
-        vec_env=VecEnvMode(env.vec_env).value,
         normalize=settings.normalize,
         frame_stack=settings.frame_stack,
         vec_env_wrapper=settings.vec_env_wrapper,
     )
-    observation_space, action_space = probe_spaces(env_plan)
+    share = cpus if cpus is not None else available_cpus()
+    probe = probe_env(env_plan, PROBE_STEPS if needs_step_probe(env.vec_env, env_plan.n_envs, share, env.id) else 0)
+    observation_space, action_space = probe.observation_space, probe.action_space
     check_action_space(cls, action_space, env.id)
+    vectorization = choose_vectorization(env.vec_env, env_plan.n_envs, share, env.id, probe.step_seconds)
+    env_plan = replace(env_plan, vec_env=vectorization.mode.value, workers=vectorization.workers)
+    log.info(
+        "vectorization: %s with %d worker(s) for %d env copies (%s)",
+        vectorization.mode.value,
+        vectorization.workers,
+        env_plan.n_envs,
+        vectorization.reason,
+    )
 
     hyperparameters = add_action_noise(settings.hyperparameters, action_space)
     unknown = sorted(set(hyperparameters) - set(hyperparameter_names(cls)))
@@ -136,6 +168,7 @@ def build_plan(config: TrainConfig) -> TrainingPlan:
         action_space=action_space,
         extra_callbacks=settings.callbacks,
         source=source,
+        vectorization=vectorization,
     )
 
 

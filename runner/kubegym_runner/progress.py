@@ -37,14 +37,19 @@ from typing import Any, Protocol
 import urllib3.exceptions
 
 from kubegym_runner.config import (
+    MAX_STORAGE_MESSAGE,
     CheckpointStatus,
+    ComputeStatus,
     EvaluationPoint,
     EvaluationResult,
     RunRef,
+    StorageState,
+    StorageStatus,
     TrainingProgress,
     TrainingResult,
     thin_evaluations,
 )
+from kubegym_runner.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,57 @@ class Throughput:
         return max(0.0, (timesteps - previous[1]) / (now - previous[0]))
 
 
+class Health(Protocol):
+    """What :class:`StorageReport` reads of :class:`kubegym_runner.uploads.StorageHealth`."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def failing_since(self) -> datetime | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class StorageReport:
+    """The uploader's health as ``status.progress.storage``, with since when its state holds.
+
+    ``since`` moves only when the state flips: to the first failure's time when storage starts
+    failing, to now when it recovers. The message is redacted (no credential values) and short.
+    """
+
+    def __init__(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.now = now
+        self.state = StorageState.ok
+        self.since = now().replace(microsecond=0)
+
+    def status(self, health: Health) -> StorageStatus:
+        state = StorageState.ok if health.ok else StorageState.failing
+        if state != self.state:
+            self.state = state
+            since = health.failing_since if state is StorageState.failing and health.failing_since else self.now()
+            self.since = since.replace(microsecond=0)
+        if state is StorageState.ok:
+            message = "uploads succeed" + (f"; {health.pending} queued or in progress" if health.pending else "")
+        else:
+            message = redact(health.last_error or "storage requests fail")
+        return StorageStatus(
+            state=state,
+            since=self.since,
+            message=_shorten(message, MAX_STORAGE_MESSAGE),
+            pending_uploads=health.pending,
+            failed_requests=health.failures,
+        )
+
+
 def finite(value: float | None, digits: int = 3) -> float | None:
     """``value`` rounded, or ``None`` for NaN/Infinity (which JSON and the API server reject)."""
     if value is None or not math.isfinite(value):
@@ -140,6 +196,8 @@ def make_progress(
     last_evaluation: EvaluationResult | None,
     resumed_from_step: int,
     evaluations: Iterable[EvaluationPoint] = (),
+    compute: ComputeStatus | None = None,
+    storage: StorageStatus | None = None,
     now: datetime | None = None,
 ) -> TrainingProgress:
     """A ``status.progress`` snapshot; the fraction is clamped (rollouts overshoot the total).
@@ -160,6 +218,8 @@ def make_progress(
         last_evaluation=last_evaluation,
         evaluations=thin_evaluations(list(evaluations)),
         resumed_from_step=resumed_from_step,
+        compute=compute,
+        storage=storage,
         update_time=(now or datetime.now(UTC)).replace(microsecond=0),
     )
 

@@ -56,9 +56,10 @@ from kubegym_runner.checkpoints import (
     write_folder,
     write_manifest,
 )
-from kubegym_runner.compute import configure_threads, resolve_device
+from kubegym_runner.compute import ThreadSettings, configure_threads, resolve_device
 from kubegym_runner.config import (
     CheckpointStatus,
+    ComputeStatus,
     EvaluationConfig,
     EvaluationPoint,
     EvaluationResult,
@@ -70,7 +71,7 @@ from kubegym_runner.envs import build_vec_env
 from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, run_episodes
 from kubegym_runner.errors import TerminatedError, UserError
 from kubegym_runner.plan import TrainingPlan, build_plan
-from kubegym_runner.progress import ProgressReporter, Throughput, make_progress
+from kubegym_runner.progress import ProgressReporter, StorageReport, Throughput, make_progress
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
 from kubegym_runner.uploads import Uploader
@@ -155,6 +156,8 @@ class Trainer:
         self._eval_env: VecEnv | None = None
         #: Uploads beside the training loop; ``uploader.health()`` says whether storage answers.
         self.uploader = Uploader(storage)
+        self.storage_report = StorageReport()
+        self.compute: ComputeStatus | None = None
 
     @property
     def model(self) -> BaseAlgorithm:
@@ -171,8 +174,9 @@ class Trainer:
     def run(self) -> TrainingResult:
         """Train to ``totalTimesteps`` (or until SIGTERM) and return the final result."""
         device = resolve_device(self.config.device)
-        configure_threads()
-        self._plan = build_plan(self.config)
+        threads = configure_threads()
+        self._plan = build_plan(self.config, cpus=threads.share.cpus)
+        self.compute = compute_status(threads, self.plan)
         if self.config.checkpoint.save_replay_buffer and not is_off_policy(self.plan.algorithm):
             log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
         self.storage.check_bucket(self.layout.root.bucket)
@@ -464,7 +468,24 @@ class Trainer:
                 for e in self.evaluations
             ],
             resumed_from_step=self.resumed_from_step,
+            compute=self.compute,
+            storage=self.storage_report.status(self.uploader.health()),
         )
+
+
+def compute_status(threads: ThreadSettings, plan: TrainingPlan) -> ComputeStatus:
+    """``status.progress.compute``: the threads and the vectorization this attempt chose."""
+    return ComputeStatus(
+        threads=threads.threads,
+        interop_threads=threads.interop_threads,
+        threads_from=threads.source,
+        cpu_request_millicores=threads.share.request_millicores,
+        cpu_limit_millicores=threads.share.limit_millicores,
+        n_envs=plan.env.n_envs,
+        vectorization=plan.vectorization.mode.value,  # type: ignore[arg-type]
+        env_workers=plan.vectorization.workers,
+        vectorization_reason=plan.vectorization.reason[:512],
+    )
 
 
 def train(config: TrainConfig, storage: Storage, reporter: ProgressReporter) -> TrainingResult:

@@ -257,7 +257,8 @@ class TrainingRunStatus(Model):
     message: str | None = Field(default=None, max_length=32768, description="Human-readable details of the phase.")
     conditions: list[Condition] = condition_list_field(
         "Running, Suspended, EarlyStopped (stopped by its Experiment's early-stopping rule), Succeeded "
-        "and Failed, with reasons naming the cause."
+        "and Failed, with reasons naming the cause; StorageAvailable (False with reason StorageUnavailable "
+        "while the runner's checkpoint uploads fail, True once they succeed)."
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status was computed for."

@@ -15,10 +15,17 @@ end), :func:`recover_result` rebuilds ``result``, ``progress`` at 100% and ``che
 :class:`~kubegym_runner.config.FinalReport` the runner left in its pod's termination message (the
 result its ``final/manifest.json`` records), which the kubelet keeps in the pod status the operator
 already reads. That needs no access to storage, so the operator stays without S3 credentials.
+
+Storage health is the runner's to observe and the operator's to state: the runner reports
+``status.progress.storage`` (ok, or failing since when and why), and :func:`storage_condition`
+turns it into the ``StorageAvailable`` condition (False with reason StorageUnavailable while
+uploads fail, True again once they succeed, an Event at each flip), with anything that looks
+like a credential scrubbed from the message.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,6 +78,9 @@ class Reason:
     EARLY_STOPPED = "EarlyStopped"
     #: Event reason: status.result was rebuilt from the runner pod's termination message.
     RESULT_RECOVERED = "ResultRecovered"
+    #: StorageAvailable condition (and Event) reasons, from the runner's status.progress.storage.
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+    STORAGE_AVAILABLE = "StorageAvailable"
 
 
 #: Set (with the reason as value) by an Experiment that stopped this run early; with
@@ -140,11 +150,18 @@ class StatusUpdate:
     ``stop_job``: the run is Failed but its Job still runs or retries pods (a permanent
     image or configuration error): delete the Job (propagation Background).
     ``event``: the transition to record, if phase or reason changed.
+    ``storage_event``: the StorageAvailable condition flipped (storage failing, or back).
     """
 
     status: dict[str, Any]
     stop_job: bool = False
     event: Event | None = None
+    storage_event: Event | None = None
+
+    @property
+    def events(self) -> list[Event]:
+        """Every Event to record, in order."""
+        return [e for e in (self.event, self.storage_event) if e is not None]
 
 
 def format_time(moment: datetime) -> str:
@@ -527,6 +544,83 @@ def transition_event(previous: Obj, verdict: Verdict) -> Event | None:
     return Event(severity, verdict.reason, f"{verdict.phase}: {verdict.message}")
 
 
+# --- storage health, from the runner's progress ----------------------------------------------
+
+STORAGE_CONDITION = "StorageAvailable"
+#: Longest StorageAvailable message.
+MAX_STORAGE_MESSAGE = 1024
+#: What must never reach a condition or an Event even if an error message quotes it: the user
+#: info of a URL, AWS access key ids, and presigned-URL or header credentials.
+_SECRETS = (
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@"), r"\1***@"),
+    (re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b"), "***"),
+    (
+        re.compile(
+            r"(?i)\b(X-Amz-(?:Credential|Signature|Security-Token)|AWSAccessKeyId|Signature|"
+            r"aws_secret_access_key|aws_access_key_id|aws_session_token|secret_?key|access_?key|password|token)"
+            r"(\s*[=:]\s*)[^\s&,;]+"
+        ),
+        r"\1\2***",
+    ),
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` without credential-looking parts (the runner redacts its own credentials too)."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def storage_condition(
+    previous: Obj, *, now: datetime, generation: int | None
+) -> tuple[dict[str, Any] | None, Event | None]:
+    """The StorageAvailable condition from the runner's last ``status.progress.storage``, and an
+    Event when it flips (Warning StorageUnavailable, then Normal StorageAvailable).
+
+    False (reason StorageUnavailable) while the runner reports its uploads failing: training goes
+    on and checkpoints wait on the pod's disk, but a pod lost now would resume from an older
+    checkpoint. True once they succeed again. Without a report (an older runner, no pod yet)
+    the previous condition stays as it was, or there is none.
+    """
+    before = {str(c.get("type")): c for c in previous.get("conditions") or []}
+    storage = (previous.get("progress") or {}).get("storage")
+    if not isinstance(storage, Mapping) or storage.get("state") not in ("ok", "failing"):
+        kept = before.get(STORAGE_CONDITION)
+        return (dict(kept) if kept is not None else None), None
+    failing = storage["state"] == "failing"
+    if failing:
+        detail = " ".join(str(storage.get("message") or "storage requests fail").split())
+        message = scrub(
+            f"checkpoint uploads fail since {storage.get('since', '?')}: {detail}; training goes on and the newest "
+            "checkpoint waits on the pod's disk (a pod lost now resumes from the last uploaded one)"
+        )
+        if len(message) > MAX_STORAGE_MESSAGE:
+            message = message[: MAX_STORAGE_MESSAGE - 1] + "…"
+        reason = Reason.STORAGE_UNAVAILABLE
+    else:
+        message, reason = "checkpoint uploads reach storage", Reason.STORAGE_AVAILABLE
+    cond = condition(STORAGE_CONDITION, not failing, reason, message, before, now, generation)
+    was = (before.get(STORAGE_CONDITION) or {}).get("status")
+    event = None
+    if failing and was != "False":
+        event = Event("Warning", Reason.STORAGE_UNAVAILABLE, message)
+    elif not failing and was == "False":
+        event = Event("Normal", Reason.STORAGE_AVAILABLE, "checkpoint uploads reach storage again")
+    return cond, event
+
+
+def _with_storage(update: StatusUpdate, previous: Obj, *, now: datetime, generation: int | None) -> StatusUpdate:
+    """``update`` with the StorageAvailable condition appended to its conditions, and its Event."""
+    cond, event = storage_condition(previous, now=now, generation=generation)
+    if cond is None:
+        return update
+    status = dict(update.status)
+    others = [c for c in status.get("conditions") or [] if c.get("type") != STORAGE_CONDITION]
+    status["conditions"] = [*others, cond]
+    return StatusUpdate(status=status, stop_job=update.stop_job, event=update.event, storage_event=event)
+
+
 # --- the result, when the runner's final report was lost --------------------------------------
 
 #: Why a recovered result is in the status (the Succeeded condition's message and the Event).
@@ -632,7 +726,9 @@ def compute_status(
             if recovered:
                 kept.update(recovered)
                 event = Event("Normal", Reason.RESULT_RECOVERED, RECOVERED_NOTE)
-        return StatusUpdate(status=kept, stop_job=stop, event=event)
+        return _with_storage(
+            StatusUpdate(status=kept, stop_job=stop, event=event), previous, now=now, generation=generation
+        )
 
     grace = timedelta(seconds=settings.pending_error_grace_seconds)
     verdict = verdict_of(run, job, pods, now=now, grace=grace)
@@ -641,7 +737,7 @@ def compute_status(
         verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {RECOVERED_NOTE}", verdict.stop_job)
     update = _update(run, verdict, job, pods, now=now)
     update.status.update(recovered)
-    return update
+    return _with_storage(update, previous, now=now, generation=generation)
 
 
 def failed_status(run: Obj, reason: str, message: str, *, now: datetime) -> StatusUpdate:

@@ -104,5 +104,4 @@ def _update(run: Obj, job: Obj, settings: Settings) -> Obj:
 
 def _write(run: Obj, update: StatusUpdate, emit: EventSink) -> Obj | None:
     meta = run["metadata"]
-    events = [update.event] if update.event is not None else []
-    return write_status(run, run_path(meta["namespace"], meta["name"]), update.status, events, emit)
+    return write_status(run, run_path(meta["namespace"], meta["name"]), update.status, update.events, emit)

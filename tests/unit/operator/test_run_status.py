@@ -607,3 +607,101 @@ def test_a_failed_run_gets_no_result() -> None:
     assert failed.status["phase"] == "Failed" and "result" not in failed.status
     later = compute(make_run(failed.status), None, [succeeded_pod(WITH_REPORT)])
     assert "result" not in later.status and later.event is None
+
+
+# --- the StorageAvailable condition, from the runner's status.progress.storage -------------------
+
+
+def _storage(state: str, message: str = "ReadTimeoutError: no answer", since: float = 120) -> dict[str, Any]:
+    return {"state": state, "since": ago(since), "message": message, "pendingUploads": 1, "failedRequests": 2}
+
+
+def _running_with(storage: dict[str, Any] | None, before: str | None) -> dict[str, Any]:
+    """A Running run whose runner last reported ``storage``, with a StorageAvailable condition ``before``."""
+    status: dict[str, Any] = {"phase": "Running", "reason": "Training", "progress": {"timesteps": 100}}
+    if storage is not None:
+        status["progress"]["storage"] = storage
+    if before is not None:
+        status["conditions"] = [
+            {
+                "type": "StorageAvailable",
+                "status": before,
+                "reason": "StorageAvailable" if before == "True" else "StorageUnavailable",
+                "message": "before",
+                "lastTransitionTime": ago(600),
+            }
+        ]
+    return make_run(status)
+
+
+RUNNING = make_pod("p", "Running", state={"running": {"startedAt": ago(300)}})
+
+
+@pytest.mark.parametrize(
+    ("storage", "before", "status", "reason", "event"),
+    [
+        ("ok", None, "True", "StorageAvailable", None),  # the first report: no transition to tell
+        ("failing", None, "False", "StorageUnavailable", ("Warning", "StorageUnavailable")),
+        ("failing", "True", "False", "StorageUnavailable", ("Warning", "StorageUnavailable")),
+        ("failing", "False", "False", "StorageUnavailable", None),  # still failing: no new Event
+        ("ok", "False", "True", "StorageAvailable", ("Normal", "StorageAvailable")),  # back
+        ("ok", "True", "True", "StorageAvailable", None),
+        (None, "False", "False", "StorageUnavailable", None),  # no report (an older runner): kept as it was
+        (None, None, None, None, None),  # and none at all without one
+    ],
+)
+def test_storage_condition_follows_the_runners_report(
+    storage: str | None,
+    before: str | None,
+    status: str | None,
+    reason: str | None,
+    event: tuple[str, str] | None,
+) -> None:
+    update = compute(_running_with(_storage(storage) if storage else None, before), make_job(active=1), [RUNNING])
+    assert summary(update) == ("Running", "Training")  # storage never changes the phase
+    cond = conditions(update).get("StorageAvailable")
+    assert (cond and (cond["status"], cond["reason"])) == ((status, reason) if status else None)
+    got = update.storage_event
+    assert (got and (got.type, got.reason)) == event
+    if event is not None:
+        assert got in update.events
+    if cond is not None and before == status:
+        assert cond["lastTransitionTime"] == ago(600)  # moves only when the status flips
+    elif cond is not None:
+        assert cond["lastTransitionTime"] == format_time(NOW)
+
+
+def test_storage_condition_says_since_when_and_why_and_carries_no_credentials() -> None:
+    message = (
+        "Could not connect to http://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI@minio:9000/bkt?X-Amz-Signature=abcdef&x=1 "
+        "(aws_secret_access_key=wJalrXUtnFEMI, key AKIAIOSFODNN7EXAMPLE)"
+    )
+    update = compute(_running_with(_storage("failing", message), "True"), make_job(active=1), [RUNNING])
+    cond = conditions(update)["StorageAvailable"]
+    assert cond["message"].startswith(
+        f"checkpoint uploads fail since {ago(120)}: Could not connect to http://***@minio"
+    )
+    assert "training goes on" in cond["message"]
+    for secret in ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "abcdef"):
+        assert secret not in cond["message"]
+        assert update.storage_event is not None and secret not in update.storage_event.message
+    long = compute(_running_with(_storage("failing", "x" * 5000), None), make_job(active=1), [RUNNING])
+    assert len(conditions(long)["StorageAvailable"]["message"]) <= 1024
+
+
+def test_the_storage_condition_sits_beside_the_phase_conditions_and_a_finished_run_keeps_it() -> None:
+    update = compute(_running_with(_storage("failing"), None), make_job(active=1), [RUNNING])
+    assert [c["type"] for c in update.status["conditions"]] == ["Running", "StorageAvailable"]
+    assert update.events == [e for e in (update.event, update.storage_event) if e is not None]
+    finished = make_run(
+        {
+            "phase": "Succeeded",
+            "reason": "Completed",
+            "conditions": update.status["conditions"],
+            "progress": {"storage": _storage("ok", "uploads succeed", since=5)},
+            "result": {"meanReward": 500.0},
+        }
+    )
+    done = compute(finished, make_job(("Complete", "Completed")), [])
+    assert conditions(done)["StorageAvailable"]["status"] == "True"
+    assert done.storage_event is not None and done.storage_event.reason == "StorageAvailable"

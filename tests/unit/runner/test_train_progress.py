@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,11 +15,13 @@ from kubegym_runner.progress import (
     KubernetesStatusWriter,
     ProgressReporter,
     RateLimiter,
+    StorageReport,
     Throughput,
     build_status_patch,
     finite,
     make_progress,
 )
+from kubegym_runner.uploads import StorageHealth
 
 
 class FakeClock:
@@ -183,3 +185,64 @@ def test_kubernetes_writer_merge_patches_the_status_subresource() -> None:
 )
 def test_periodic_thresholds_are_multiples(step: int, every: int, expected: int) -> None:
     assert next_multiple(step, every) == expected
+
+
+# --- storage health in status.progress.storage -----------------------------------------------------
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_storage_report_keeps_since_while_the_state_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    moments = iter(T0 + timedelta(seconds=s) for s in range(0, 1000, 10))
+    report = StorageReport(now=lambda: next(moments))
+    broke = T0 + timedelta(seconds=15)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    steps = [
+        (StorageHealth(ok=True), "ok", T0, "uploads succeed"),
+        (StorageHealth(ok=True, pending=1), "ok", T0, "uploads succeed; 1 queued or in progress"),
+        (
+            StorageHealth(ok=False, failing_since=broke, last_error="timeout s3cr3t-value", failures=2, pending=1),
+            "failing",
+            broke,
+            "timeout ***",  # credential values are redacted
+        ),
+        (
+            StorageHealth(ok=False, failing_since=broke + timedelta(seconds=9), last_error="503"),
+            "failing",
+            broke,
+            "503",
+        ),
+        (StorageHealth(ok=True), "ok", T0 + timedelta(seconds=10), "uploads succeed"),  # recovered: since moves
+    ]
+    for health, state, since, message in steps:
+        status = report.status(health)
+        assert (status.state, status.since, status.message) == (state, since, message)
+        assert (status.pending_uploads, status.failed_requests) == (health.pending, health.failures)
+
+
+def test_storage_status_is_complete_in_every_patch() -> None:
+    """A merge patch only replaces the keys it carries: every field is sent, so no stale error stays."""
+    report = StorageReport(now=lambda: T0)
+    status = report.status(StorageHealth(ok=True))
+    patch = build_status_patch(
+        make_progress(
+            timesteps=1,
+            total_timesteps=2,
+            steps_per_second=None,
+            episode_rewards=[],
+            episode_lengths=[],
+            episodes=0,
+            last_evaluation=None,
+            resumed_from_step=0,
+            storage=status,
+        )
+    )
+    assert patch["status"]["progress"]["storage"] == {
+        "state": "ok",
+        "since": "2026-03-01T12:00:00Z",
+        "message": "uploads succeed",
+        "pendingUploads": 0,
+        "failedRequests": 0,
+    }
+    long = report.status(StorageHealth(ok=False, failing_since=T0, last_error="x" * 5000))
+    assert len(long.message) <= 1024

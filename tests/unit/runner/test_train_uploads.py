@@ -8,8 +8,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -512,3 +513,54 @@ def test_sigterm_checkpoint_waits_for_the_upload_in_progress(tmp_path: Path, one
     stopped = trainer.model.num_timesteps
     complete = scan(store, LAYOUT.checkpoints).complete
     assert complete[0].step == stopped and f"terminated at timestep {stopped}" in str(error)
+
+
+class RecordingWriter:
+    """A status writer that keeps every patch body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def patch(self, body: Mapping[str, Any]) -> None:
+        with self.lock:
+            self.bodies.append(dict(body))
+
+    def progress(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [b["status"]["progress"] for b in self.bodies if "progress" in b["status"]]
+
+
+def test_progress_reports_storage_failing_while_training_goes_on_then_ok(tmp_path: Path, one_thread: None) -> None:
+    store = FakeStore()
+    store.freeze()
+    writer = RecordingWriter()
+    trainer = Trainer(_train_config(4096), store, ProgressReporter(writer, 0.05), TerminationRequest(), tmp_path)
+    trainer.uploader.stall_seconds = 0.2  # a request without an answer for 0.2 s counts as failing
+    thread, outcome = _start_trainer(trainer)
+    assert store.blocked.wait(120)
+
+    def failing() -> list[dict[str, Any]]:
+        return [p for p in writer.progress() if p.get("storage", {}).get("state") == "failing"]
+
+    _eventually(lambda: len({p["timesteps"] for p in failing()}) >= 2, timeout=120)  # steps rise meanwhile
+    first = failing()[0]["storage"]
+    assert "no answer for" in first["message"] and first["pendingUploads"] >= 1
+    assert len({p["storage"]["since"] for p in failing()}) == 1  # since holds while the state does
+    store.thaw()
+    thread.join(120)
+    [result] = outcome
+    assert not isinstance(result, Exception), result
+    last = writer.progress()[-1]
+    assert last["storage"]["state"] == "ok" and last["storage"]["since"] >= first["since"]
+    # The figures the runner chose, in every report.
+    compute = last["compute"]
+    assert {k: compute[k] for k in ("threads", "threadsFrom", "nEnvs", "vectorization", "envWorkers")} == {
+        "threads": 1,  # OMP_NUM_THREADS (the fixture's) wins over the CPU share
+        "threadsFrom": "OMP_NUM_THREADS",
+        "nEnvs": 2,
+        "vectorization": "dummy",  # CartPole is cheap (or the share is one CPU)
+        "envWorkers": 0,
+    }
+    assert compute["vectorizationReason"].startswith("auto: ")
+    assert all(p.get("compute") == last["compute"] for p in writer.progress())
