@@ -179,7 +179,13 @@ class NodeAgent:
         self.post_status()
 
     def post_status(self) -> None:
-        self.kube.strategic_patch(f"/api/v1/nodes/{self.name}/status", {"status": self.node_status()})
+        status = self.node_status()
+        if "nvidia.com/gpu" not in status["capacity"]:
+            # A merge patch keeps map keys it does not mention: a GPU count that went away is
+            # removed explicitly, as a kubelet drops a device plugin's resource.
+            for key in ("capacity", "allocatable"):
+                status[key] = {**status[key], "nvidia.com/gpu": None}
+        self.kube.strategic_patch(f"/api/v1/nodes/{self.name}/status", {"status": status})
 
     def renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
