@@ -45,14 +45,21 @@ class PeriodicCallback(BaseCallback):
 
 
 class StopOnTermination(BaseCallback):
-    """Stops ``learn`` at the next step once SIGTERM has arrived."""
+    """Stops ``learn`` at the next step once SIGTERM has arrived.
+
+    ``stopped`` tells whether it did: stable-baselines3 counts a step (``num_timesteps``)
+    before its callbacks and, for off-policy algorithms, stores that step's transition after
+    them, so the step ``learn`` stopped on has no transition in the replay buffer.
+    """
 
     def __init__(self, termination: TerminationRequest) -> None:
         super().__init__()
         self.termination = termination
+        self.stopped = False
 
     def _on_step(self) -> bool:
-        return not self.termination.requested
+        self.stopped = self.termination.requested
+        return not self.stopped
 
 
 class ProgressCallback(BaseCallback):

@@ -152,6 +152,7 @@ class Trainer:
         self.started = time.monotonic()
         self.progress_callback = ProgressCallback(reporter, self.progress)
         self._model: BaseAlgorithm | None = None
+        self._stop_callback: StopOnTermination | None = None
         self._plan: TrainingPlan | None = None
         self._eval_env: VecEnv | None = None
         #: Uploads beside the training loop; ``uploader.health()`` says whether storage answers.
@@ -207,8 +208,9 @@ class Trainer:
                 self.plan.total_timesteps,
             )
             return
+        self._stop_callback = StopOnTermination(self.termination)
         callbacks = [
-            StopOnTermination(self.termination),
+            self._stop_callback,
             self.progress_callback,
             PeriodicCallback(self.config.checkpoint.every_steps, self.save_checkpoint),
         ]
@@ -228,6 +230,11 @@ class Trainer:
 
     def _terminate(self) -> None:
         """SIGTERM: checkpoint what was learnt since the last checkpoint, then exit."""
+        stop = self._stop_callback
+        if stop is not None and stop.stopped and is_off_policy(self.plan.algorithm):
+            # learn() stopped on a step whose transition it never stored: uncount that step, so
+            # the checkpoint's step and its replay buffer agree (one transition per step).
+            self.model.num_timesteps -= self.model.n_envs
         step = self.model.num_timesteps
         storage = self.uploader.blocking(TERMINATION_UPLOAD_SECONDS, supersede=[CHECKPOINT_UPLOADS])
         if self.last_checkpoint_step is None or step > self.last_checkpoint_step:
@@ -335,6 +342,7 @@ class Trainer:
         buffer = start.file(REPLAY_BUFFER_NAME)
         if buffer is not None and is_off_policy(plan.algorithm):
             model.load_replay_buffer(buffer)  # type: ignore[attr-defined]
+            log.info("replay buffer restored: %d transitions", model.replay_buffer.size())  # type: ignore[attr-defined]
         self.resumed_from_step = model.num_timesteps
         if start.own:
             self.last_checkpoint_step = start.checkpoint.step

@@ -564,3 +564,32 @@ def test_progress_reports_storage_failing_while_training_goes_on_then_ok(tmp_pat
     }
     assert compute["vectorizationReason"].startswith("auto: ")
     assert all(p.get("compute") == last["compute"] for p in writer.progress())
+
+
+def test_an_off_policy_sigterm_checkpoint_has_one_transition_per_step(tmp_path: Path, one_thread: None) -> None:
+    """SB3 counts a step before its callbacks and stores its transition after them: the step
+    ``learn`` stopped on is uncounted, so the checkpoint's step and its replay buffer agree."""
+    config = TrainConfig.model_validate(
+        {
+            "algorithm": "DQN",
+            "environment": EnvironmentConfig(id="CartPole-v1", n_envs=1),
+            "hyperparameters": {"learning_starts": 50, "buffer_size": 10_000},
+            "total_timesteps": 1_000_000,
+            "checkpoint": CheckpointPolicy(every_steps=1_000_000, keep_last=2, save_replay_buffer=True),
+            "storage": S3Storage(bucket="bkt"),
+            "run_prefix": "run",
+            "device": "cpu",
+        }
+    )
+    store = FakeStore()
+    termination = TerminationRequest()
+    trainer = Trainer(config, store, ProgressReporter(None, 3600), termination, tmp_path)
+    thread, outcome = _start_trainer(trainer)
+    _eventually(lambda: trainer._model is not None and trainer.model.num_timesteps >= 300, timeout=120)
+    termination.signum = signal.SIGTERM
+    thread.join(120)
+    [error] = outcome
+    assert isinstance(error, TerminatedError)
+    [checkpoint] = scan(store, LAYOUT.checkpoints).complete
+    assert checkpoint.step == trainer.model.num_timesteps
+    assert trainer.model.replay_buffer.size() == checkpoint.step  # type: ignore[attr-defined]
