@@ -4,7 +4,11 @@ There is no container runtime here. An image whose repository is one of kubegym'
 (``ghcr.io/kubegym/kubegym-runner``, ``kubegym/kubegym-operator``, any registry, any
 tag) runs in the Python environment the node itself runs in, with this repository's
 sources first on ``PYTHONPATH`` — what the image would contain, built from the same
-tree. The image's entrypoint is the one its Dockerfile declares. Any other image fails
+tree. The sources are mounted read-only into every such container at ``/opt/kubegym/src``
+(the image's own filesystem, as it were), so no pod volume can hide them: a checkout under
+``/tmp`` is not shadowed by a pod's ``/tmp`` emptyDir, which would silently leave the
+container with the shared environment's installed copy of the packages, as old as that
+environment. The image's entrypoint is the one its Dockerfile declares. Any other image fails
 to "pull" with ``ErrImagePull``, as it would on a node that cannot reach a registry.
 """
 
@@ -16,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import layout
+
+#: Where a local image's sources appear inside its containers, and which folders of the checkout.
+SOURCE_ROOT = "/opt/kubegym/src"
+SOURCE_DIRS = ("operator", "runner")
 
 #: Repository basename → the ENTRYPOINT of its Dockerfile (kept equal by a test).
 ENTRYPOINTS: dict[str, list[str]] = {
@@ -32,6 +40,11 @@ class LocalImage:
     @property
     def image_id(self) -> str:
         return f"local://{self.image}"
+
+    @property
+    def source_mounts(self) -> list[tuple[Path, str]]:
+        """(checkout folder, path in the container) of the sources the image holds."""
+        return [(layout.REPO / d, f"{SOURCE_ROOT}/{d}") for d in SOURCE_DIRS]
 
 
 class ImageNotAvailableError(Exception):
@@ -59,7 +72,7 @@ def base_environment() -> dict[str, str]:
     venv_bin = str(Path(sys.executable).parent)
     return {
         "PATH": os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]),
-        "PYTHONPATH": os.pathsep.join(str(layout.REPO / d) for d in ("operator", "runner")),
+        "PYTHONPATH": os.pathsep.join(f"{SOURCE_ROOT}/{d}" for d in SOURCE_DIRS),
         "PYTHONUNBUFFERED": "1",
         "LANG": "C.UTF-8",
         "HOME": "/root",

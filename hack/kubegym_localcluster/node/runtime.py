@@ -396,7 +396,9 @@ class PodWorker(threading.Thread):
         cgroups = self._cgroups(st.name, spec)
         launch = {
             "cgroups": [str(c) for c in cgroups.values()],
-            "mounts": [{"source": str(term_path), "target": spec.get("terminationMessagePath") or TERMINATION_LOG}]
+            # The image's own files first (its sources), then the termination log and the volumes.
+            "mounts": [{"source": str(src), "target": target, "readOnly": True} for src, target in image.source_mounts]
+            + [{"source": str(term_path), "target": spec.get("terminationMessagePath") or TERMINATION_LOG}]
             + [{"source": str(m.source), "target": m.target, "readOnly": m.read_only} for m in mounts],
             "workingDir": spec.get("workingDir"),
             "scratch": str(self.root / "scratch" / f"{st.name}-{st.restart_count}"),

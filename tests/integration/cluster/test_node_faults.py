@@ -92,8 +92,10 @@ me = json.load(urllib.request.urlopen(req, context=ctx))["status"]["userInfo"]["
 open("/tmp/scratch", "w").write("x")
 cpu = next(line.split(":", 2)[2] for line in open("/proc/self/cgroup") if ":cpu:" in line or ":cpu," in line)
 quota = int(open(f"/sys/fs/cgroup/cpu{cpu.strip()}/cpu.cfs_quota_us").read())
+import kubegym_runner
 print("RESULT " + json.dumps({"me": me, "mode": open("/etc/kubegym-test/mode").read(), "cwd": os.getcwd(),
-                              "namespace": open(sa + "/namespace").read(), "quota": quota}))
+                              "namespace": open(sa + "/namespace").read(), "quota": quota,
+                              "runner": kubegym_runner.__file__}))
 open("/dev/termination-log", "w").write("done")
 """
     manifest = _pod(
@@ -122,6 +124,8 @@ open("/dev/termination-log", "w").write("done")
         "cwd": "/workspace-kubegym-test/run",
         "namespace": "default",
         "quota": 50000,  # 500m over the 100 ms CFS period
+        # The image's sources, which no pod volume (here a /tmp emptyDir) can hide.
+        "runner": "/opt/kubegym/src/runner/kubegym_runner/__init__.py",
     }
     status = kube.get("/api/v1/namespaces/default/pods/token")["status"]["containerStatuses"][0]
     assert status["state"]["terminated"]["message"] == "done"
