@@ -87,7 +87,7 @@ def _group_worker(remote: Connection, parent_remote: Connection, env_fns: Cloudp
             remote.close()
             break
         else:
-            raise NotImplementedError(f"{cmd!r} is not implemented by the worker")
+            raise ValueError(f"unknown command {cmd!r} for a vectorised-env worker")
 
 
 def _concat_obs(parts: Sequence[VecEnvObs], space: spaces.Space[Any]) -> VecEnvObs:
