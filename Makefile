@@ -17,7 +17,7 @@ export KUBEGYM_STATE ?= $(CURDIR)/.state
 # The test tiers run on a cluster of their own, so `make test` passes whatever `make demo` left
 # running (and the demo survives a test run): another state folder, other free ports.
 TEST_STATE ?= $(CURDIR)/.state-test
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/cli:$(CURDIR)/hack
+export PYTHONPATH := $(CURDIR)/api:$(CURDIR)/operator:$(CURDIR)/runner:$(CURDIR)/cli:$(CURDIR)/hack
 export PATH := $(VENV)/bin:$(KUBE_BIN):$(HELM_BIN):$(PATH)
 LOCAL := $(PY) -m kubegym_localcluster
 PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=15
@@ -87,13 +87,16 @@ IMAGE_REGISTRY ?= ghcr.io/kubegym
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 DOCKER ?= docker
 
-.PHONY: helm packaging helm-lint images
+.PHONY: helm packaging hyperparameters helm-lint images
 
 helm: ## build the pinned helm from the Go module proxy (cached)
 	@bash hack/build-components.sh helm
 
 packaging: venv ## regenerate the chart's CRDs (copies of crds/) and examples/argocd/argocd-cm.yaml + its docs snippet
 	@$(PY) hack/kubegym_packaging.py
+
+hyperparameters: venv ## regenerate api/kubegym_api/hyperparameter_table.py from the installed SB3/sb3-contrib signatures
+	@$(PY) hack/gen_hyperparameters.py
 
 helm-lint: venv helm ## helm lint + template the chart; fail if its generated files are stale
 	@$(PY) hack/kubegym_packaging.py --check

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-for folder in ("runner", "operator"):
+for folder in ("api", "runner", "operator"):
     sys.path.insert(0, str(REPO / folder))
 
 BEGIN = "<!-- bench_evaluate:begin -->"
@@ -40,7 +40,9 @@ END = "<!-- bench_evaluate:end -->"
 
 def train_model(path: Path, steps: int) -> None:
     """PPO with rl-zoo3's CartPole preset, built by the runner's plan (as a TrainingRun would)."""
-    from kubegym_runner.config import EnvironmentConfig, S3Storage, TrainConfig
+    from kubegym_api.environment import EnvironmentConfig
+    from kubegym_api.runnerconfig import TrainConfig
+    from kubegym_api.storage import S3Storage
     from kubegym_runner.envs import build_vec_env
     from kubegym_runner.plan import build_plan
 
@@ -111,7 +113,7 @@ def main() -> int:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-    from kubegym_runner.config import BenchmarkEnvironment
+    from kubegym_api.environment import BenchmarkEnvironment
     from kubegym_runner.evaluate import build_env, configure_inference, play, predictor
 
     load = os.getloadavg()[0]

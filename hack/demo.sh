@@ -23,6 +23,7 @@ endpoint=$(python -m kubegym_localcluster env | sed -n 's/^export AWS_ENDPOINT_U
 step "kubegym's Helm chart into kubegym-system (operator pod on the local node)"
 helm --kubeconfig "$kc" upgrade --install kubegym "$here/charts/kubegym" \
   --namespace kubegym-system --create-namespace \
+  --set operator.replicas=1 \
   --set storage.bucket=kubegym --set storage.secretName=kubegym-s3 --set "storage.endpoint=$endpoint" \
   --wait --timeout 5m
 k -n kubegym-system get pods -o wide

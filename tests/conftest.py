@@ -102,6 +102,9 @@ class OperatorProcess:
             "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
             "KUBEGYM_LIVENESS": "",
             "KUBEGYM_METRICS_PORT": str(self.metrics_port),
+            # One operator alone, even where the tests themselves run in a pod (POD_NAMESPACE
+            # set would turn leader election on); tests of leader election pass "true".
+            "KUBEGYM_LEADER_ELECTION": "false",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -146,7 +146,7 @@ def endpoint_of(exp: Obj, explicit: str | None) -> str | None:
 
 def download(exp: Obj, directory: Path, endpoint: str | None) -> dict[str, Path]:
     """The report's tables and plots into ``directory``; raises ``RunnerError`` on S3 failures."""
-    from kubegym_runner.config import S3Storage
+    from kubegym_api.storage import S3Storage
     from kubegym_runner.storage import S3Uri, Storage
 
     report = (exp.get("status") or {}).get("report") or {}

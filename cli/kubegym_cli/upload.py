@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubegym_runner.config import Algorithm, S3Storage
+from kubegym_api.base import Algorithm
+from kubegym_api.storage import S3Storage
 
 #: Object names inside a model folder, as the runner reads them.
 MODEL_NAME = "model.zip"

@@ -1,6 +1,4 @@
-"""kubegym operator: reinforcement-learning training, benchmarks and studies as custom resources."""
+"""kubegym operator: reinforcement-learning training, benchmarks and studies as custom resources.
 
-#: API group and version served by every kubegym custom resource.
-GROUP = "kubegym.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+The resources' models (and the API group and version) are the contract package :mod:`kubegym_api`.
+"""

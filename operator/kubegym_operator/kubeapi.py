@@ -13,6 +13,14 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from kubegym_api import API_VERSION
+from kubegym_api.benchmark import KIND as BENCHMARK_KIND
+from kubegym_api.benchmark import PLURAL as BENCHMARKS
+from kubegym_api.experiment import KIND as EXPERIMENT_KIND
+from kubegym_api.experiment import PLURAL as EXPERIMENTS
+from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
+from kubegym_api.trainingrun import PLURAL as TRAINING_RUNS
+
 Obj = dict[str, Any]
 
 _api: client.ApiClient | None = None
@@ -87,33 +95,44 @@ def merge_patch(path: str, body: Obj) -> Obj:
     return call("PATCH", path, body, content_type="application/merge-patch+json")
 
 
-def delete(path: str, propagation: str = "Background") -> None:
+def delete(path: str, propagation: str = "Background") -> Obj | None:
+    """Delete the object at ``path``; returns the API's answer (the object, with a deletionTimestamp
+    while finalizers or foreground deletion hold it, or a Status), None when it was not there."""
     try:
-        call("DELETE", path, {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation})
+        return call("DELETE", path, {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation})
     except ApiException as e:
         if e.status != 404:
             raise
+        return None
 
 
 def list_items(path: str, label_selector: str) -> list[Obj]:
     return list(call("GET", path, query=[("labelSelector", label_selector)]).get("items", []))
 
 
-def collection_path(manifest: Obj) -> str:
-    """The collection URL of a namespaced manifest (core or grouped API)."""
-    api_version: str = manifest["apiVersion"]
-    ns = manifest["metadata"]["namespace"]
-    plural = {
-        "ServiceAccount": "serviceaccounts",
-        "Role": "roles",
-        "RoleBinding": "rolebindings",
-        "Job": "jobs",
-        "TrainingRun": "trainingruns",
-        "Benchmark": "benchmarks",
-        "Experiment": "experiments",
-    }[manifest["kind"]]
+#: apiVersion and plural of every kind the operator reads or writes, by ``kind``.
+RESOURCES: dict[str, tuple[str, str]] = {
+    TRAINING_RUN_KIND: (API_VERSION, TRAINING_RUNS),
+    BENCHMARK_KIND: (API_VERSION, BENCHMARKS),
+    EXPERIMENT_KIND: (API_VERSION, EXPERIMENTS),
+    "Job": ("batch/v1", "jobs"),
+    "Pod": ("v1", "pods"),
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+}
+
+
+def collection_path(kind: str, namespace: str) -> str:
+    """URL path of the namespaced collection of ``kind`` (core or grouped API)."""
+    api_version, plural = RESOURCES[kind]
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{ns}/{plural}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+def object_path(kind: str, namespace: str, name: str) -> str:
+    """URL path of one namespaced object of ``kind``."""
+    return f"{collection_path(kind, namespace)}/{name}"
 
 
 def post_event(obj: Obj, type_: str, reason: str, message: str, component: str = "kubegym-operator") -> None:

@@ -1,9 +1,14 @@
 """``kubegym-operator``: run the kopf operator with kubegym's handlers.
 
 The operator watches cluster-wide (or the namespaces in ``KUBEGYM_WATCH_NAMESPACES``),
-runs standalone (one replica; the chart uses the Recreate strategy), serves kopf's
-liveness endpoint for the Deployment's probe and Prometheus metrics on ``/metrics``
-(``KUBEGYM_METRICS_PORT``, default 8081; empty disables them).
+serves kopf's liveness endpoint for the Deployment's probe and Prometheus metrics on
+``/metrics`` (``KUBEGYM_METRICS_PORT``, default 8081; empty disables them).
+
+Replicas elect a leader on a Lease (``kubegym_operator.leadership``; on by default in a pod,
+``KUBEGYM_LEADER_ELECTION``): the first startup handler after ``configure`` blocks until this
+replica holds the Lease, so a standby starts no watch and no resync, and serves only its
+liveness endpoint and metrics. A leader that loses the Lease exits; on SIGTERM it releases it.
+kopf itself runs in standalone mode (no kopf peering).
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from typing import Any
 
 import kopf
 
-from kubegym_operator import metrics
-from kubegym_operator.settings import SettingsError, load_settings
+from kubegym_operator import leadership, metrics
+from kubegym_operator.settings import LeaderElection, SettingsError, load_leader_election, load_settings
 from kubegym_operator.state import STATE
 
 RESYNC_SECONDS = 30.0
@@ -34,9 +39,36 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.startup()
-def start_resync(memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile every live run periodically: some verdicts depend on the clock (grace periods)."""
-    from kubegym_operator.handlers import RESYNC
+async def lead(memo: kopf.Memo, **_: Any) -> None:
+    """Wait here until this replica holds the Lease, then keep renewing it in a thread.
+
+    Startup handlers run one after another in the order they are registered, and kopf starts
+    watching only once they all returned: everything below (the resync thread, every watch)
+    happens on the leader only.
+    """
+    config: LeaderElection | None = memo.get("leader_election")
+    if config is None or not config.enabled:
+        return
+    elector = leadership.LeaderElector(config, leadership.KubeLeases.for_config(config))
+    await leadership.wait_for_leadership(elector, memo.get("liveness"))
+    memo.leadership = leadership.Leadership.start(elector)
+
+
+@kopf.on.probe(id="leadership")
+def leadership_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any] | None:
+    """The Lease as the leader holds it, in kopf's liveness JSON (absent without leader election)."""
+    held: leadership.Leadership | None = memo.get("leadership")
+    return None if held is None else held.elector.status()
+
+
+@kopf.on.startup()
+def start_resync(memo: kopf.Memo, **indices: Any) -> None:
+    """Hand kopf's indexes to the watch-fed view (kopf passes them to startup handlers by id and
+    fills them before any other handler runs), then start the periodic resync of what depends on
+    the clock (grace periods) or failed."""
+    from kubegym_operator.handlers import RESYNC, watched
+
+    watched.attach(indices)
 
     stop = threading.Event()
     memo.stop_resync = stop
@@ -54,7 +86,17 @@ def start_resync(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.cleanup()
 def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-    memo.stop_resync.set()
+    stop: threading.Event | None = memo.get("stop_resync")
+    if stop is not None:
+        stop.set()
+
+
+@kopf.on.cleanup()
+def release_leadership(memo: kopf.Memo, **_: Any) -> None:
+    """Last of all (cleanup runs after the watches stopped): give the Lease to a standby now."""
+    held: leadership.Leadership | None = memo.get("leadership")
+    if held is not None:
+        held.release()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         STATE.settings = load_settings(os.environ)
+        leader_election = load_leader_election(os.environ)
     except SettingsError as e:
         logging.error("invalid operator settings: %s", e)
         return 2
@@ -92,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=args.liveness or None,
+            memo=kopf.Memo(leader_election=leader_election, liveness=args.liveness or None),
         )
     )
     return 0

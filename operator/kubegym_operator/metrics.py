@@ -4,8 +4,8 @@ Two sources feed them:
 
 * the operator's own work — reconciles, their duration and failures, how long a resource waits
   for its Job and the Job for a running pod, errors by reason — as ordinary counters and
-  histograms, recorded by the controllers through :func:`instrument`, :func:`job_created` and
-  :func:`job_started`;
+  histograms, recorded by the reconciles through :func:`observe_reconcile` (or :func:`instrument`),
+  :func:`count_event`, :func:`job_created` and :func:`job_started`;
 * the state of the live resources — phase, progress, reward, checkpoints, benchmark scores —
   taken from the watch events kopf delivers anyway (:data:`OBJECTS`, fed by
   ``handlers.observability``) and turned into gauges at scrape time. A deleted object's series
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import (
@@ -48,13 +48,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kubegym_operator.api.common import Phase
+from kubegym_api.status import Phase
 from kubegym_operator.builders.status import Event, parse_time
 
 log = logging.getLogger("kubegym.metrics")
 
 Obj = Mapping[str, Any]
-EventSink = Callable[[Any, Event], None]
 
 #: The kinds the operator reconciles, as their label value.
 KINDS = ("TrainingRun", "Benchmark", "Experiment")
@@ -176,30 +175,17 @@ def count_event(kind: str, event: Event) -> None:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-S = TypeVar("S")
 
 
-def instrument(
-    kind: str,
-) -> Callable[
-    [Callable[Concatenate[str, str, S, EventSink, P], R]], Callable[Concatenate[str, str, S, EventSink, P], R]
-]:
-    """Decorate a controller's ``reconcile(namespace, name, settings, emit, ...)``: each call is
-    counted and timed, and each Warning event it emits is counted by reason."""
+def instrument(kind: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function that reconciles one ``kind`` object: each call is counted and timed
+    (:func:`observe_reconcile`)."""
 
-    def decorate(
-        fn: Callable[Concatenate[str, str, S, EventSink, P], R],
-    ) -> Callable[Concatenate[str, str, S, EventSink, P], R]:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
-        def reconcile(
-            namespace: str, name: str, settings: S, emit: EventSink, /, *args: P.args, **kwargs: P.kwargs
-        ) -> R:
-            def counted(obj: Any, event: Event) -> None:
-                count_event(kind, event)
-                emit(obj, event)
-
+        def reconcile(*args: P.args, **kwargs: P.kwargs) -> R:
             with observe_reconcile(kind):
-                return fn(namespace, name, settings, counted, *args, **kwargs)
+                return fn(*args, **kwargs)
 
         return reconcile
 

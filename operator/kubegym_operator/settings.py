@@ -2,19 +2,22 @@
 
 They hold what a platform engineer decides once for the whole cluster: the runner image, the
 default storage, how GPU runs find GPU nodes, the default Kueue queue, default resources.
-Everything here is a default; a TrainingRun's own fields win.
+Everything here is a default; a TrainingRun's own fields win. :class:`LeaderElection` holds how
+the operator's replicas elect the one that reconciles (``kubegym_operator.leadership``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kubegym_operator.api.common import Quantity, Toleration
-from kubegym_runner.config import S3Storage
+from kubegym_api.storage import S3Storage
+from kubegym_api.workload import Quantity, Toleration
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/kubegym/kubegym-runner:0.1.0"
 
@@ -120,3 +123,87 @@ def _var_of(field: str) -> str:
     if field == "default_storage":
         return "KUBEGYM_STORAGE_*"
     return next((var for var, name in ENV_VARS.items() if name == field), field)
+
+
+# --- leader election ---------------------------------------------------------------------------
+
+#: Name of the Lease that the operator's replicas compete for.
+DEFAULT_LEASE_NAME = "kubegym-operator"
+
+
+class LeaderElection(BaseModel):
+    """How the operator's replicas elect the one that reconciles (``kubegym_operator.leadership``).
+
+    client-go's timings: the holder renews every ``retry_period_seconds`` and gives up (exits)
+    once it could not renew for ``renew_deadline_seconds``; a standby retries every
+    ``retry_period_seconds`` and takes over once the Lease has not changed, by its own clock,
+    for ``lease_duration_seconds``. The holder therefore stops before anyone may take over.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    lease_name: str = Field(default=DEFAULT_LEASE_NAME, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    #: The holderIdentity this replica writes: its pod name, else hostname_pid.
+    identity: str = Field(min_length=1, max_length=253)
+    lease_duration_seconds: int = Field(default=10, ge=1)
+    renew_deadline_seconds: float = Field(default=8.0, gt=0)
+    retry_period_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timings_are_ordered(self) -> LeaderElection:
+        if not self.lease_duration_seconds > self.renew_deadline_seconds > self.retry_period_seconds:
+            raise ValueError(
+                "need lease duration > renew deadline > retry period, got "
+                f"{self.lease_duration_seconds} / {self.renew_deadline_seconds:g} / {self.retry_period_seconds:g}"
+            )
+        return self
+
+
+#: Environment variable → LeaderElection field.
+LEADER_ELECTION_ENV_VARS: Mapping[str, str] = {
+    "KUBEGYM_LEADER_ELECTION": "enabled",
+    "KUBEGYM_LEASE_NAME": "lease_name",
+    "KUBEGYM_LEASE_DURATION_SECONDS": "lease_duration_seconds",
+    "KUBEGYM_LEASE_RENEW_DEADLINE_SECONDS": "renew_deadline_seconds",
+    "KUBEGYM_LEASE_RETRY_PERIOD_SECONDS": "retry_period_seconds",
+}
+#: Fallback of the Lease's namespace when POD_NAMESPACE (the downward API's) is not set.
+LEADER_ELECTION_NAMESPACE_VAR = "KUBEGYM_LEADER_ELECTION_NAMESPACE"
+
+
+def load_leader_election(env: Mapping[str, str], hostname: str | None = None, pid: int | None = None) -> LeaderElection:
+    """Leader-election settings from environment variables; unset or empty ones keep the defaults.
+
+    ``POD_NAME`` and ``POD_NAMESPACE`` come from the downward API in a pod: the identity is the
+    pod name (else ``<hostname>_<pid>``), the Lease lives in the pod's namespace (else
+    ``KUBEGYM_LEADER_ELECTION_NAMESPACE``, else ``default``). ``KUBEGYM_LEADER_ELECTION``
+    (true/false) defaults to true in a pod (``POD_NAMESPACE`` set) and false elsewhere, so an
+    operator started by hand or by the integration tests runs alone as it always did.
+    """
+    pod_namespace = env.get("POD_NAMESPACE", "").strip()
+    values: dict[str, Any] = {
+        "enabled": bool(pod_namespace),
+        "namespace": pod_namespace or env.get(LEADER_ELECTION_NAMESPACE_VAR, "").strip() or "default",
+        "identity": env.get("POD_NAME", "").strip()
+        or f"{hostname if hostname is not None else socket.gethostname()}_{pid if pid is not None else os.getpid()}",
+    }
+    for var, name in LEADER_ELECTION_ENV_VARS.items():
+        raw = env.get(var, "").strip()
+        if raw:
+            values[name] = raw
+    try:
+        return LeaderElection.model_validate(values)
+    except ValidationError as err:
+        problems = "; ".join(f"{_leader_var(e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
+        raise SettingsError(f"invalid leader-election settings: {problems}") from err
+
+
+def _leader_var(loc: tuple[int | str, ...]) -> str:
+    """The variable behind a LeaderElection field; the cross-field timing rule names them all."""
+    if not loc:
+        return "KUBEGYM_LEASE_*_SECONDS"
+    field = str(loc[0])
+    pod = {"namespace": "POD_NAMESPACE", "identity": "POD_NAME"}
+    return pod.get(field) or next((var for var, name in LEADER_ELECTION_ENV_VARS.items() if name == field), field)

@@ -22,7 +22,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from kubegym_runner.config import ACTION_NOISE_KEYS, Algorithm
+from kubegym_api.base import Algorithm
+from kubegym_api.hyperparameters import ACTION_NOISE_KEYS
 from kubegym_runner.envs import import_object
 from kubegym_runner.errors import UserError
 

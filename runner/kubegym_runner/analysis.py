@@ -22,18 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kubegym_api.base import Statistic
+from kubegym_api.experiment import BestConfiguration, ConfigurationResult, Direction, Objective, ObjectiveMetric
+from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_runner import stats
-from kubegym_runner.config import (
-    BestConfiguration,
-    ConfigurationResult,
-    Direction,
-    Objective,
-    ObjectiveMetric,
-    ReportConfiguration,
-    ReportRun,
-    RunOutcome,
-    Statistic,
-)
 from kubegym_runner.report import rounded
 
 #: Columns of ``runs.csv`` before the hyperparameter columns, and after them.

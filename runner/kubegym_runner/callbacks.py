@@ -13,7 +13,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-from kubegym_runner.config import TrainingProgress
+from kubegym_api.trainingrun import TrainingProgress
 from kubegym_runner.progress import ProgressReporter
 from kubegym_runner.signals import TerminationRequest
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from kubegym_runner.config import TrainingResult
+from kubegym_api.trainingrun import TrainingResult
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage, sha256_file
 
 log = logging.getLogger(__name__)

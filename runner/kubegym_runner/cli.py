@@ -8,7 +8,7 @@ The configuration is the JSON the operator renders into ``KUBEGYM_CONFIG`` (or a
 for local use). Exit codes tell the Job's ``podFailurePolicy`` what happened:
 
 * 0: done (for ``train``: the termination message ends with the run's
-  :class:`~kubegym_runner.config.FinalReport`, where the operator finds the result if the
+  :class:`~kubegym_api.finalreport.FinalReport`, where the operator finds the result if the
   status patch never got through; for ``evaluate``: at least one model x environment entry
   was evaluated; failed entries are reported in the Benchmark's status); 42 (:data:`EXIT_USER_ERROR`):
   the spec cannot work (for ``evaluate``: no entry could be evaluated), do not retry;
@@ -37,15 +37,10 @@ from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.finalreport import FinalReport, final_report_message
+from kubegym_api.runnerconfig import EvaluateConfig, ExperimentReportConfig, TrainConfig
 from kubegym_runner.compute import export_thread_env
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    EvaluateConfig,
-    ExperimentReportConfig,
-    FinalReport,
-    TrainConfig,
-    final_report_message,
-)
 from kubegym_runner.errors import RunnerError, TerminatedError, UserError
 from kubegym_runner.logs import redact, setup_logging
 

@@ -31,7 +31,9 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubegym_runner.config import CPU_LIMIT_ENV, CPU_REQUEST_ENV, Device, VecEnvMode
+from kubegym_api.base import Device
+from kubegym_api.environment import VecEnvMode
+from kubegym_api.envvars import CPU_LIMIT_ENV, CPU_REQUEST_ENV
 from kubegym_runner.errors import UserError
 
 log = logging.getLogger(__name__)

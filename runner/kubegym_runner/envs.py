@@ -1,4 +1,4 @@
-"""Vectorised environments from an :class:`~kubegym_runner.config.EnvironmentConfig`.
+"""Vectorised environments from an :class:`~kubegym_api.environment.EnvironmentConfig`.
 
 An environment is named by a registered gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``,
 an id registered by ``environment.module`` on import) or by ``module:Class`` / ``module:factory``
@@ -46,7 +46,7 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
-from kubegym_runner.config import VecEnvMode, Wrapper
+from kubegym_api.environment import VecEnvMode, Wrapper
 from kubegym_runner.errors import UserError
 from kubegym_runner.vecenv import GroupedSubprocVecEnv
 

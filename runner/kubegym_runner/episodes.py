@@ -16,7 +16,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from kubegym_runner.config import EvaluationResult
+from kubegym_api.trainingrun import EvaluationResult
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Raise these from anywhere; :mod:`kubegym_runner.cli` turns them into exit codes.
 
 from __future__ import annotations
 
-from kubegym_runner.config import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
+from kubegym_api.exitcodes import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
 
 
 class RunnerError(Exception):

@@ -42,19 +42,13 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import check_for_correct_spaces, set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
+from kubegym_api.benchmark import BenchmarkArtifacts, BenchmarkEntry, BenchmarkProgress, BenchmarkRanking
+from kubegym_api.environment import BenchmarkEnvironment
+from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig
 from kubegym_runner import report
 from kubegym_runner.algorithms import algorithm_class
 from kubegym_runner.checkpoints import MANIFEST_NAME, MODEL_NAME, VECNORMALIZE_NAME, Manifest, read_manifest
 from kubegym_runner.compute import resolve_device, user_omp_threads
-from kubegym_runner.config import (
-    BenchmarkArtifacts,
-    BenchmarkEntry,
-    BenchmarkEnvironment,
-    BenchmarkModel,
-    BenchmarkProgress,
-    BenchmarkRanking,
-    EvaluateConfig,
-)
 from kubegym_runner.envs import EnvFactory, EnvPlan, make_single_env
 from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.progress import RateLimiter, StatusWriter

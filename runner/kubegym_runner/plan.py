@@ -27,6 +27,8 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from kubegym_api.environment import VecEnvMode
+from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
@@ -36,7 +38,6 @@ from kubegym_runner.algorithms import (
     validate_hyperparameters,
 )
 from kubegym_runner.compute import Vectorization, available_cpus, choose_vectorization, known_expensive
-from kubegym_runner.config import TrainConfig, VecEnvMode
 from kubegym_runner.envs import EnvFactory, EnvPlan, import_module, probe_env, resolve_wrapper
 from kubegym_runner.errors import UserError
 from kubegym_runner.presets import add_action_noise, parse_preset, preprocess, zoo_entry

@@ -17,7 +17,7 @@ restart) without stopping training and without losing the run's last words:
   for good (404 the run is gone, 403, 422: :func:`is_retriable`), a deadline passes, or
   the pod is told to terminate (SIGTERM: the kubelet's grace period is short).
   Should it still be lost, the operator recovers the result from the pod's termination
-  message (:class:`kubegym_runner.config.FinalReport`).
+  message (:class:`kubegym_api.finalreport.FinalReport`).
 
 The pure parts (the patch body, the rate limiter, throughput, the retry loop) take an
 injectable clock and sleep and are tested without a cluster; :class:`KubernetesStatusWriter`
@@ -36,15 +36,13 @@ from typing import Any, Protocol
 
 import urllib3.exceptions
 
-from kubegym_runner.config import (
-    MAX_STORAGE_MESSAGE,
+from kubegym_api.runnerconfig import RunRef
+from kubegym_api.storage import MAX_STORAGE_MESSAGE, StorageState, StorageStatus
+from kubegym_api.trainingrun import (
     CheckpointStatus,
     ComputeStatus,
     EvaluationPoint,
     EvaluationResult,
-    RunRef,
-    StorageState,
-    StorageStatus,
     TrainingProgress,
     TrainingResult,
     thin_evaluations,

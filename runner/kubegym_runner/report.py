@@ -22,14 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from kubegym_api.base import Statistic
+from kubegym_api.benchmark import BenchmarkEntry, BenchmarkRanking, ImprovementProbability, RankedModel
 from kubegym_runner import stats
-from kubegym_runner.config import (
-    BenchmarkEntry,
-    BenchmarkRanking,
-    ImprovementProbability,
-    RankedModel,
-    Statistic,
-)
 
 #: Decimal places of every number in the status and the reports.
 DIGITS = 4

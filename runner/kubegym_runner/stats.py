@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from kubegym_runner.config import Statistic
+from kubegym_api.base import Statistic
 
 Array = npt.NDArray[np.float64]
 #: A statistic reduces the last axis: ``f(samples, axis=-1)``; it must accept batched input.

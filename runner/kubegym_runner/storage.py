@@ -3,7 +3,7 @@
 Credentials come from boto3's default chain, so the pod gets them the Kubernetes
 way: environment variables ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` filled
 from the Secret named by ``storage.secretRef`` (or a web identity on AWS). The
-endpoint and region come from :class:`~kubegym_runner.config.S3Storage`.
+endpoint and region come from :class:`~kubegym_api.storage.S3Storage`.
 Failures become :class:`UserError` when the spec is at fault (no such bucket,
 rejected credentials) and :class:`StorageError` (an :class:`InfraError`)
 otherwise, so Job retries only happen where they can help.
@@ -29,7 +29,7 @@ import botocore.config
 import botocore.exceptions
 from boto3.exceptions import Boto3Error
 
-from kubegym_runner.config import S3Storage
+from kubegym_api.storage import S3Storage
 from kubegym_runner.errors import InfraError, StorageError, UserError
 
 #: boto3 clients are generated at runtime; without boto3-stubs they are untyped.

@@ -23,17 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubegym_api.experiment import BestConfiguration, ConfigurationResult, ExperimentReportFiles
+from kubegym_api.runnerconfig import ExperimentReportConfig, ReportRun, RunOutcome
 from kubegym_runner import analysis, report
 from kubegym_runner.analysis import BootstrapSettings, RunData
 from kubegym_runner.checkpoints import RunLayout
-from kubegym_runner.config import (
-    BestConfiguration,
-    ConfigurationResult,
-    ExperimentReportConfig,
-    ExperimentReportFiles,
-    ReportRun,
-    RunOutcome,
-)
 from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.progress import StatusWriter
 from kubegym_runner.storage import S3Uri, Storage

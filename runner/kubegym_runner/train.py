@@ -40,6 +40,16 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
 
+from kubegym_api.runnerconfig import TrainConfig
+from kubegym_api.trainingrun import (
+    CheckpointStatus,
+    ComputeStatus,
+    EvaluationConfig,
+    EvaluationPoint,
+    EvaluationResult,
+    TrainingProgress,
+    TrainingResult,
+)
 from kubegym_runner.algorithms import is_off_policy
 from kubegym_runner.callbacks import PeriodicCallback, ProgressCallback, StopOnTermination
 from kubegym_runner.checkpoints import (
@@ -57,16 +67,6 @@ from kubegym_runner.checkpoints import (
     write_manifest,
 )
 from kubegym_runner.compute import ThreadSettings, configure_threads, resolve_device
-from kubegym_runner.config import (
-    CheckpointStatus,
-    ComputeStatus,
-    EvaluationConfig,
-    EvaluationPoint,
-    EvaluationResult,
-    TrainConfig,
-    TrainingProgress,
-    TrainingResult,
-)
 from kubegym_runner.envs import build_vec_env
 from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, run_episodes
 from kubegym_runner.errors import TerminatedError, UserError

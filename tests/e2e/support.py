@@ -70,10 +70,11 @@ def label_restricted(kube: Kube, namespace: str) -> None:
 def release_values(cluster: LocalCluster) -> dict[str, Any]:
     """The chart's values for the local cluster: default storage in its MinIO with the Secret
     every test namespace gets, free ports for the health and metrics endpoints (pods share the
-    host's network here), quicker progress reports and pending-error verdicts for tests."""
+    host's network here, so one operator pod: two would bind the same ports), quicker progress
+    reports and pending-error verdicts for tests."""
     health, metrics = layout.free_ports(2)
     return {
-        "operator": {"healthPort": health},
+        "operator": {"healthPort": health, "replicas": 1},
         "metrics": {"port": metrics},
         "storage": {
             "bucket": layout.BUCKET,

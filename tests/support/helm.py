@@ -75,6 +75,13 @@ def find(manifests: list[dict[str, Any]], kind: str, name: str | None = None) ->
 
 
 def container_env(deployment: dict[str, Any]) -> dict[str, str]:
-    """The literal env of the operator container (the chart sets no valueFrom)."""
+    """The literal env of the operator container; the downward API's (``valueFrom``: POD_NAME,
+    POD_NAMESPACE) are left out, see :func:`container_field_env`."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container.get("env", [])}
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def container_field_env(deployment: dict[str, Any]) -> dict[str, str]:
+    """The operator container's variables from the downward API: name → fieldPath."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container.get("env", []) if "valueFrom" in e}

@@ -51,8 +51,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* operator.affinity, plus (with more than one replica, unless it sets podAntiAffinity) a
+preferred anti-affinity that spreads the operator pods across nodes. */}}
+{{- define "kubegym.affinity" -}}
+{{- $op := .Values.operator -}}
+{{- $affinity := deepCopy (default (dict) $op.affinity) -}}
+{{- if and (gt (int $op.replicas) 1) (not (hasKey $affinity "podAntiAffinity")) -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "kubegym.selectorLabels" . | fromYaml)) -}}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) -}}
+{{- end -}}
+{{- if $affinity -}}
+{{- toYaml $affinity -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Cross-field rules the schema cannot say clearly. */}}
 {{- define "kubegym.validate" -}}
+{{- $le := .Values.operator.leaderElection -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not $le.enabled) -}}
+{{- fail "operator.leaderElection.enabled is required with more than one operator replica: without it every replica would reconcile every run" -}}
+{{- end -}}
+{{- if not (and (gt (float64 $le.leaseDurationSeconds) (float64 $le.renewDeadlineSeconds)) (gt (float64 $le.renewDeadlineSeconds) (float64 $le.retryPeriodSeconds))) -}}
+{{- fail "operator.leaderElection needs leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds" -}}
+{{- end -}}
 {{- $s := .Values.storage -}}
 {{- if and (not $s.bucket) (or $s.prefix $s.endpoint $s.region $s.secretName) -}}
 {{- fail "storage.bucket is required when storage.prefix, storage.endpoint, storage.region or storage.secretName is set" -}}

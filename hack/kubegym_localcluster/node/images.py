@@ -23,7 +23,7 @@ from .. import layout
 
 #: Where a local image's sources appear inside its containers, and which folders of the checkout.
 SOURCE_ROOT = "/opt/kubegym/src"
-SOURCE_DIRS = ("operator", "runner")
+SOURCE_DIRS = ("api", "operator", "runner")
 
 #: Repository basename → the ENTRYPOINT of its Dockerfile (kept equal by a test).
 ENTRYPOINTS: dict[str, list[str]] = {

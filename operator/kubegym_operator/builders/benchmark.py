@@ -23,9 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubegym_operator import GROUP, VERSION
-from kubegym_operator.api.benchmark import KIND, PLURAL, BenchmarkSpec
-from kubegym_operator.api.trainingrun import TrainingRunSpec
+from kubegym_api import GROUP, VERSION
+from kubegym_api.base import fields_of
+from kubegym_api.benchmark import KIND, PLURAL, BenchmarkSettings, BenchmarkSpec
+from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig, RunRef
+from kubegym_api.storage import S3Storage
+from kubegym_api.trainingrun import TrainingRunSpec
 from kubegym_operator.builders.job import (
     COMPONENT_LABEL,
     QUEUE_LABEL,
@@ -41,12 +44,6 @@ from kubegym_operator.builders.job import storage_of as training_storage_of
 from kubegym_operator.builders.naming import dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference, identity_manifests, own_status_rules
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import (
-    BenchmarkModel,
-    EvaluateConfig,
-    RunRef,
-    S3Storage,
-)
 
 BENCHMARK_LABEL = "kubegym.io/benchmark"
 #: The Benchmark's full name (a label value is cut at 63 characters); handlers map events back by it.
@@ -187,19 +184,15 @@ def benchmark_prefix(storage: S3Storage, namespace: str, name: str) -> str:
 
 
 def build_evaluate_config(bench: Mapping[str, Any], models: list[BenchmarkModel], settings: Settings) -> EvaluateConfig:
-    """The runner's configuration, with the models already resolved to URIs."""
+    """The runner's configuration: the spec's :class:`BenchmarkSettings` and environments as they
+    are, with the models already resolved to URIs."""
     spec = parse_spec(bench)
     meta = bench["metadata"]
     storage = storage_of(spec, settings)
     return EvaluateConfig(
+        **fields_of(spec, BenchmarkSettings),
         models=models,
         environments=spec.environments,
-        episodes=spec.episodes,
-        seeds=spec.seeds,
-        deterministic=spec.deterministic,
-        n_envs=spec.n_envs,
-        statistic=spec.statistic,
-        device=spec.device,
         storage=storage,
         run_prefix=benchmark_prefix(storage, meta["namespace"], meta["name"]),
         report_to=RunRef(group=GROUP, version=VERSION, plural=PLURAL, namespace=meta["namespace"], name=meta["name"]),

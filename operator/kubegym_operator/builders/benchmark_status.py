@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kubegym_operator.api.common import TERMINAL_PHASES, Phase
+from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_operator.builders.benchmark import Resolution, evaluation_job_name
 from kubegym_operator.builders.job import CONTAINER_NAME
 from kubegym_operator.builders.status import (

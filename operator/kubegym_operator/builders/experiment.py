@@ -21,19 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubegym_operator import API_VERSION
-from kubegym_operator.api.experiment import (
-    KIND,
-    MAX_RUNS,
-    Distribution,
-    ExperimentSpec,
-    RandomParameter,
-    RandomSearch,
-)
-from kubegym_operator.api.trainingrun import KIND as TRAINING_RUN_KIND
+from kubegym_api import API_VERSION
+from kubegym_api.experiment import KIND, MAX_RUNS, Distribution, ExperimentSpec, RandomParameter, RandomSearch
+from kubegym_api.hyperparameters import RESERVED_HYPERPARAMETERS, allowed_hyperparameters
+from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference
-from kubegym_runner.config import RESERVED_HYPERPARAMETERS, allowed_hyperparameters
 
 Manifest = dict[str, Any]
 

@@ -14,9 +14,12 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubegym_operator import GROUP, VERSION
-from kubegym_operator.api.common import Resources
-from kubegym_operator.api.experiment import PLURAL, ExperimentSpec
+from kubegym_api import GROUP, VERSION
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.experiment import PLURAL, ExperimentSpec
+from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunRef, dump_config
+from kubegym_api.storage import S3Storage
+from kubegym_api.workload import Resources
 from kubegym_operator.builders.benchmark import benchmark_prefix
 from kubegym_operator.builders.experiment import child_metadata, experiment_labels
 from kubegym_operator.builders.job import (
@@ -35,15 +38,6 @@ from kubegym_operator.builders.job import (
 from kubegym_operator.builders.naming import dns_label, label_value
 from kubegym_operator.builders.ownership import identity_manifests, own_status_rules
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    ExperimentReportConfig,
-    ReportConfiguration,
-    ReportRun,
-    RunRef,
-    S3Storage,
-    dump_config,
-)
 
 #: On the report Job and its pods: the handlers map their events back to the Experiment.
 REPORT_LABEL = "kubegym.io/experiment-report"

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from kubegym_operator.api.benchmark import MAX_MODELS
-from kubegym_operator.api.common import TERMINAL_PHASES, Phase
-from kubegym_operator.api.experiment import DONE_RUN_PHASES, RunPhase
+from kubegym_api.benchmark import MAX_MODELS
+from kubegym_api.experiment import DONE_RUN_PHASES, Direction, ObjectiveMetric, RunPhase
+from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
+from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_operator.builders import status as run_status
 from kubegym_operator.builders.earlystopping import StopDecision, median_stopping
 from kubegym_operator.builders.experiment import Plan, PlanError, PlannedRun
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for, format_time
-from kubegym_runner.config import Direction, ObjectiveMetric, ReportConfiguration, ReportRun, RunOutcome
 
 Obj = Mapping[str, Any]
 #: Names the final Benchmark of a chunk (0, 1, ...) of the Experiment's models.

@@ -14,9 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubegym_operator import GROUP, VERSION
-from kubegym_operator.api.common import Resources, Scheduling, Toleration
-from kubegym_operator.api.trainingrun import KIND, PLURAL, TrainingRunSpec
+from kubegym_api import GROUP, VERSION
+from kubegym_api.base import fields_of
+from kubegym_api.envvars import CONFIG_ENV, CPU_LIMIT_ENV, CPU_REQUEST_ENV
+from kubegym_api.exitcodes import EXIT_USER_ERROR
+from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_config
+from kubegym_api.storage import S3Storage
+from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
+from kubegym_api.workload import Resources, Scheduling, Toleration
 from kubegym_operator.builders.naming import (
     label_value,
     runner_identity_name,
@@ -24,18 +29,6 @@ from kubegym_operator.builders.naming import (
 )
 from kubegym_operator.builders.ownership import controller_reference
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    CPU_LIMIT_ENV,
-    CPU_REQUEST_ENV,
-    EXIT_USER_ERROR,
-    CheckpointPolicy,
-    EvaluateConfig,
-    RunRef,
-    S3Storage,
-    TrainConfig,
-    dump_config,
-)
 
 Manifest = dict[str, Any]
 
@@ -120,7 +113,8 @@ def checkpoint_uri_of(run: Mapping[str, Any]) -> str | None:
 
 
 def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> TrainConfig:
-    """The runner's configuration for this run.
+    """The runner's configuration for this run: the spec's :class:`AgentSpec` fields as they are,
+    the checkpoint policy without its storage, and where the run's artifacts and status live.
 
     ``resume_uri`` is the resolved checkpoint of ``spec.resumeFrom.trainingRun`` (see
     :func:`checkpoint_uri_of`); the handler looks the other run up, this stays pure.
@@ -140,16 +134,8 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
                 f"TrainingRun {spec.resume_from.training_run!r} has no checkpoint to resume from yet",
             )
     return TrainConfig(
-        algorithm=spec.algorithm,
-        environment=spec.environment,
-        policy=spec.policy,
-        hyperparameters=spec.hyperparameters,
-        preset=spec.preset,
-        total_timesteps=spec.total_timesteps,
-        seed=spec.seed,
-        device=spec.device,
-        evaluation=spec.evaluation,
-        checkpoint=CheckpointPolicy.model_validate(spec.checkpoint.model_dump(exclude={"storage"})),
+        **fields_of(spec, AgentSpec),
+        checkpoint=CheckpointPolicy(**fields_of(spec.checkpoint, CheckpointPolicy)),
         storage=storage,
         run_prefix=run_prefix(storage, meta["namespace"], meta["name"]),
         resume_from=resume_from,

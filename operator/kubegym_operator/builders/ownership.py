@@ -8,7 +8,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from kubegym_operator import API_VERSION, GROUP
+from kubegym_api import API_VERSION, GROUP
 
 Manifest = dict[str, Any]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kubegym_operator.api.trainingrun import PLURAL
+from kubegym_api.trainingrun import PLURAL
 from kubegym_operator.builders.job import Manifest, owner_reference, run_labels
 from kubegym_operator.builders.naming import runner_identity_name
 from kubegym_operator.builders.ownership import identity_manifests, own_status_rules

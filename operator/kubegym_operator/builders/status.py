@@ -12,7 +12,7 @@ Succeeded and Failed are final: a run never leaves them, even when its Job is de
 The runner's fields have one fallback the operator fills: when the Job succeeded but
 ``status.result`` never arrived (the API server was unreachable while the runner reported its
 end), :func:`recover_result` rebuilds ``result``, ``progress`` at 100% and ``checkpoints`` from the
-:class:`~kubegym_runner.config.FinalReport` the runner left in its pod's termination message (the
+:class:`~kubegym_api.finalreport.FinalReport` the runner left in its pod's termination message (the
 result its ``final/manifest.json`` records), which the kubelet keeps in the pod status the operator
 already reads. That needs no access to storage, so the operator stays without S3 credentials.
 
@@ -31,17 +31,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from kubegym_operator.api.common import TERMINAL_PHASES, Phase
+from kubegym_api.exitcodes import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
+from kubegym_api.finalreport import FinalReport, parse_final_report
+from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import (
-    EXIT_INFRA_ERROR,
-    EXIT_STORAGE_ERROR,
-    EXIT_USER_ERROR,
-    FinalReport,
-    parse_final_report,
-)
 
 Obj = Mapping[str, Any]
 
@@ -119,6 +114,11 @@ _CANNOT_RUN = frozenset({"CreateContainerError", "RunContainerError"})
 _CANNOT_RUN_TERMINATED = frozenset({"ContainerCannotRun", "StartError"})
 #: Shell conventions: 126 not executable, 127 command not found.
 _CANNOT_RUN_CODES = frozenset({126, 127})
+#: Pending reasons that fail a run once ``pending_error_grace_seconds`` have passed (see
+#: :func:`_pending`): only the clock moves such a run on, so the periodic resync reconciles it.
+GRACE_LIMITED_REASONS = frozenset(
+    {Reason.IMAGE_PULL_FAILED, Reason.SECRET_NOT_FOUND, Reason.CONFIG_ERROR, Reason.CONTAINER_CANNOT_RUN}
+)
 
 Severity = Literal["Normal", "Warning"]
 

@@ -1,33 +1,32 @@
 """Reconcile one Experiment: its runs, their suspension, early stops, final Benchmarks, report.
 
-Level-triggered and idempotent like the TrainingRun reconcile: it reads the Experiment, its
-TrainingRuns (and the pods of the suspended ones, to know when a slot is really free), its
-Benchmarks and its report Job, asks :func:`~kubegym_operator.builders.experiment_status.decide`
-what to do, and does it. Children are created under deterministic names with
-``create_if_absent``, so a restart or a duplicate event never creates a run twice.
+Level-triggered and idempotent like the reconcile of the kinds that own a Job: it reads the
+Experiment, its TrainingRuns (and the pods of the suspended ones, to know when a slot is really
+free), its Benchmarks and its report Job through the :class:`~kubegym_operator.clusterapi.
+ClusterAPI` it is handed (the watch-fed view on the operator: no GET, no LIST), asks
+:func:`~kubegym_operator.builders.experiment_status.decide` what to do, and does it. Children are
+created under deterministic names, so a restart or a duplicate event never creates a run twice.
+
+The Experiment is not a :class:`~kubegym_operator.reconciler.JobOwner` (its verdict is about its
+runs), but it shares the reconciler's parts: one reconcile at a time per object
+(:data:`~kubegym_operator.reconciler.GATE`), its report Job created and stopped by
+:func:`~kubegym_operator.reconciler.create_job` and :func:`~kubegym_operator.reconciler.stop_job`,
+and the status written only when it changed (:func:`~kubegym_operator.reconciler.write_status`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Callable
+import math
 from datetime import timedelta
 
 from kubernetes.client.exceptions import ApiException
 
-from kubegym_operator import GROUP, VERSION, metrics
-from kubegym_operator.api.benchmark import PLURAL as BENCHMARK_PLURAL
-from kubegym_operator.api.experiment import PLURAL, RunPhase
-from kubegym_operator.api.trainingrun import PLURAL as RUN_PLURAL
-from kubegym_operator.builders.experiment import (
-    EXPERIMENT_LABEL,
-    Plan,
-    PlanError,
-    owned_by,
-    plan,
-    render_run,
-)
+from kubegym_api.benchmark import MAX_MODELS
+from kubegym_api.experiment import RunPhase
+from kubegym_api.status import TERMINAL_PHASES
+from kubegym_operator import metrics
+from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, render_run
 from kubegym_operator.builders.experiment_report import (
     benchmark_name,
     build_report_config,
@@ -41,38 +40,32 @@ from kubegym_operator.builders.experiment_status import (
     Actions,
     ChildView,
     Observed,
+    Reason,
     benchmark_chunks,
     decide,
     report_inputs,
     view,
 )
-from kubegym_operator.builders.job import RUN_LABEL, RenderError, run_prefix
-from kubegym_operator.builders.naming import label_value
-from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION
-from kubegym_operator.controllers.common import EventSink, ObjectLocks, job_path, object_path, write_status
-from kubegym_operator.kubeapi import (
-    Obj,
-    collection_path,
-    create_if_absent,
-    delete,
-    get_or_none,
-    list_items,
-    merge_patch,
+from kubegym_operator.builders.job import RenderError, run_prefix
+from kubegym_operator.builders.naming import training_job_name
+from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, GRACE_LIMITED_REASONS, verdict_of
+from kubegym_operator.clusterapi import ClusterAPI
+from kubegym_operator.kubeapi import Obj
+from kubegym_operator.reconciler import (
+    GATE,
+    Clock,
+    ReconcileGate,
+    create_job,
+    deleting,
+    namespace_terminating,
+    stop_job,
+    utc_now,
+    write_status,
 )
 from kubegym_operator.settings import Settings
+from kubegym_operator.watched import Kind
 
 log = logging.getLogger("kubegym.experiment")
-
-#: One reconcile at a time per Experiment: its runs' events arrive in bursts.
-_lock = ObjectLocks()
-
-
-def experiment_path(namespace: str, name: str) -> str:
-    return object_path(PLURAL, namespace, name)
-
-
-def run_path(namespace: str, name: str) -> str:
-    return object_path(RUN_PLURAL, namespace, name)
 
 
 def _plan(exp: Obj, settings: Settings) -> Plan | PlanError:
@@ -87,101 +80,135 @@ def _plan(exp: Obj, settings: Settings) -> Plan | PlanError:
     return planned
 
 
-def _live_pods(namespace: str, names: list[str]) -> frozenset[str]:
+def _live_pods(api: ClusterAPI, namespace: str, names: list[str]) -> frozenset[str]:
     """Which of these runs still have a pod that runs or terminates."""
-    if not names:
-        return frozenset()
-    selector = f"{RUN_LABEL} in ({','.join(sorted(label_value(n) for n in names))})"
     live = set()
-    for pod in list_items(f"/api/v1/namespaces/{namespace}/pods", selector):
-        if (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
-            live.add((pod["metadata"].get("labels") or {}).get(RUN_LABEL, ""))
-    return frozenset(n for n in names if label_value(n) in live)
+    for name in names:
+        pods = api.pods_of_job(namespace, training_job_name(name))
+        if any((pod.get("status") or {}).get("phase") in ("Pending", "Running") for pod in pods):
+            live.add(name)
+    return frozenset(live)
 
 
-def _benchmarks(exp: Obj, selector: str) -> dict[str, Obj]:
+def _benchmarks(api: ClusterAPI, exp: Obj, planned: Plan) -> dict[str, Obj]:
+    """The final Benchmarks this Experiment owns, by name (every name its chunks can have)."""
+    namespace, name = exp["metadata"]["namespace"], exp["metadata"]["name"]
+    found = {}
+    for chunk in range(math.ceil(len(planned.runs) / MAX_MODELS)):
+        bench = api.get(Kind.BENCHMARK, namespace, benchmark_name(name, chunk))
+        if bench is not None and owned_by(bench, exp):
+            found[bench["metadata"]["name"]] = bench
+    return found
+
+
+def _report_job(api: ClusterAPI, exp: Obj) -> Obj | None:
+    namespace, name = exp["metadata"]["namespace"], exp["metadata"]["name"]
+    job = api.get(Kind.JOB, namespace, report_job_name(name))
+    return job if job is not None and owned_by(job, exp) else None
+
+
+def observe(api: ClusterAPI, exp: Obj, planned: Plan | PlanError) -> Observed:
+    """The Experiment's children as ``api`` shows them."""
     namespace = exp["metadata"]["namespace"]
-    try:
-        items = list_items(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{BENCHMARK_PLURAL}", selector)
-    except ApiException as e:
-        if e.status == 404:  # the Benchmark CRD is not installed
-            return {}
-        raise
-    return {b["metadata"]["name"]: b for b in items if owned_by(b, exp)}
-
-
-def observe(exp: Obj, planned: Plan | PlanError) -> Observed:
-    meta = exp["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
     if isinstance(planned, PlanError):
         return Observed()
-    selector = f"{EXPERIMENT_LABEL}={label_value(name)}"
-    names = {r.name for r in planned.runs}
     children: dict[str, ChildView] = {}
-    for child in list_items(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUN_PLURAL}", selector):
-        if owned_by(child, exp) and child["metadata"]["name"] in names:
-            children[child["metadata"]["name"]] = view(child)
-    draining = [n for n, c in children.items() if c.suspended and c.phase not in ("Succeeded", "Failed")]
-    benchmarks = _benchmarks(exp, selector) if planned.spec.benchmark is not None else {}
-    job = get_or_none(job_path(namespace, report_job_name(name)))
-    if job is not None and not owned_by(job, exp):
-        job = None
-    pods: list[Obj] = []
-    if job is not None:
-        pods = list_items(
-            f"/api/v1/namespaces/{namespace}/pods", f"batch.kubernetes.io/job-name={job['metadata']['name']}"
-        )
+    for run in planned.runs:
+        child = api.get(Kind.TRAINING_RUN, namespace, run.name)
+        if child is not None and owned_by(child, exp):
+            children[run.name] = view(child)
+    draining = [n for n, c in children.items() if c.suspended and c.phase not in TERMINAL_PHASES]
+    benchmarks = _benchmarks(api, exp, planned) if planned.spec.benchmark is not None else {}
+    job = _report_job(api, exp)
+    pods = api.pods_of_job(namespace, job["metadata"]["name"]) if job is not None else []
     return Observed(
         children=children,
-        live=_live_pods(namespace, draining),
+        live=_live_pods(api, namespace, draining),
         benchmarks=benchmarks,
         report_job=job,
         report_pods=pods,
     )
 
 
-@metrics.instrument("Experiment")
+def clock_dependent(api: ClusterAPI, exp: Obj, settings: Settings) -> bool:
+    """Whether only the clock moves the Experiment on: it is reporting and its report Job's pod is
+    stuck on an error that fails the report once the pending-error grace period ends."""
+    if (exp.get("status") or {}).get("reason") != Reason.REPORTING:
+        return False
+    job = _report_job(api, exp)
+    if job is None:
+        return False
+    pods = api.pods_of_job(exp["metadata"]["namespace"], job["metadata"]["name"])
+    grace = timedelta(seconds=settings.pending_error_grace_seconds)
+    return verdict_of({"spec": {}}, job, pods, now=utc_now(), grace=grace).reason in GRACE_LIMITED_REASONS
+
+
 def reconcile(
-    namespace: str, name: str, settings: Settings, emit: EventSink, now: Callable[[], dt.datetime] | None = None
+    api: ClusterAPI,
+    namespace: str,
+    name: str,
+    settings: Settings,
+    now: Clock = utc_now,
+    gate: ReconcileGate = GATE,
 ) -> Obj | None:
-    """Bring one Experiment in line; returns the status written (None when nothing changed or it is gone)."""
-    clock = now or (lambda: dt.datetime.now(dt.UTC))
-    with _lock(namespace, name):
-        exp = get_or_none(experiment_path(namespace, name))
-        if exp is None or exp["metadata"].get("deletionTimestamp"):
-            return None
-        planned = _plan(exp, settings)
-        observed = observe(exp, planned)
-        grace = timedelta(seconds=settings.pending_error_grace_seconds)
+    """Bring the Experiment ``namespace/name`` in line with its plan, with the operator's
+    ``settings``, at the time ``now`` tells, one reconcile at a time (``gate``).
 
-        def namer(chunk: int) -> str:
-            return benchmark_name(name, chunk)
+    Returns the status fields written: None when nothing changed, it is gone, or another
+    reconcile of it is running (and will make one more pass).
+    """
 
-        actions = decide(exp, planned, observed, now=clock(), pending_grace=grace, benchmark_name=namer)
-        if isinstance(planned, Plan):
-            try:
-                _apply(exp, planned, observed, actions, settings)
-            except RenderError as e:
-                failed = PlanError(e.reason, e.message)
-                actions = decide(exp, failed, Observed(), now=clock(), pending_grace=grace, benchmark_name=namer)
-        return _write(exp, actions, emit)
+    @metrics.instrument("Experiment")
+    def once() -> Obj | None:
+        try:
+            return _converge(api, namespace, name, settings, now)
+        except ApiException as e:
+            if namespace_terminating(e):
+                log.info("Experiment %s/%s: namespace is being deleted; nothing to reconcile", namespace, name)
+                return None
+            raise
+
+    return gate.run((Kind.EXPERIMENT, namespace, name), once)
 
 
-def _apply(exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings) -> None:
+def _converge(api: ClusterAPI, namespace: str, name: str, settings: Settings, now: Clock) -> Obj | None:
+    exp = api.get(Kind.EXPERIMENT, namespace, name)
+    if exp is None or deleting(exp):
+        return None
+    planned = _plan(exp, settings)
+    observed = observe(api, exp, planned)
+    grace = timedelta(seconds=settings.pending_error_grace_seconds)
+
+    def namer(chunk: int) -> str:
+        return benchmark_name(name, chunk)
+
+    actions = decide(exp, planned, observed, now=now(), pending_grace=grace, benchmark_name=namer)
+    if isinstance(planned, Plan):
+        try:
+            _apply(api, exp, planned, observed, actions, settings)
+        except RenderError as e:
+            failed = PlanError(e.reason, e.message)
+            actions = decide(exp, failed, Observed(), now=now(), pending_grace=grace, benchmark_name=namer)
+    return write_status(api, Kind.EXPERIMENT, exp, actions.status, actions.events)
+
+
+def _apply(api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings) -> None:
     meta = exp["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for decision in actions.stop:
         log.info("%s/%s: stopping %s early: %s", namespace, name, decision.run, decision.message)
-        merge_patch(
-            run_path(namespace, decision.run),
+        api.merge_patch(
+            Kind.TRAINING_RUN,
+            namespace,
+            decision.run,
             {"metadata": {"annotations": {EARLY_STOPPED_ANNOTATION: decision.message}}, "spec": {"suspend": True}},
         )
     for run, suspend in sorted(actions.set_suspend.items()):
         log.info("%s/%s: %s %s", namespace, name, "suspending" if suspend else "resuming", run)
-        merge_patch(run_path(namespace, run), {"spec": {"suspend": suspend}})
+        api.merge_patch(Kind.TRAINING_RUN, namespace, run, {"spec": {"suspend": suspend}})
     for planned_run in actions.create_runs:
         manifest = render_run(exp, planned_run, suspend=False)
-        create_if_absent(collection_path(manifest), manifest)
+        api.create(manifest)
         log.info("%s/%s: created TrainingRun %s", namespace, name, planned_run.name)
     for chunk in actions.create_benchmarks:
         runs = [
@@ -192,15 +219,18 @@ def _apply(exp: Obj, planned: Plan, observed: Observed, actions: Actions, settin
             for r in chunk.runs
         ]
         manifest = render_benchmark(exp, planned.spec, chunk.name, runs)
-        create_if_absent(collection_path(manifest), manifest)
+        api.create(manifest)
         log.info("%s/%s: created Benchmark %s (%d models)", namespace, name, chunk.name, len(runs))
     if actions.create_report:
-        _create_report(exp, planned, observed, actions, settings)
-    if actions.stop_report_job and observed.report_job is not None:
-        delete(job_path(namespace, observed.report_job["metadata"]["name"]))
+        _create_report(api, exp, planned, observed, actions, settings)
+    job = observed.report_job
+    if actions.stop_report_job and job is not None and not deleting(job):
+        stop_job(api, job)
 
 
-def _create_report(exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings) -> None:
+def _create_report(
+    api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings
+) -> None:
     meta = exp["metadata"]
     storage = report_storage(planned.spec, settings)
     chunks = []
@@ -221,13 +251,4 @@ def _create_report(exp: Obj, planned: Plan, observed: Observed, actions: Actions
         lambda run: run_prefix(storage, meta["namespace"], run),
     )
     config = build_report_config(exp, planned.spec, configurations, runs, [c.name for c in chunks], settings)
-    for manifest in render_report_rbac(exp):
-        create_if_absent(collection_path(manifest), manifest)
-    job = render_report_job(exp, planned.spec, config, settings)
-    create_if_absent(collection_path(job), job)
-    log.info("%s/%s: report Job %s created", meta["namespace"], meta["name"], job["metadata"]["name"])
-
-
-def _write(exp: Obj, actions: Actions, emit: EventSink) -> Obj | None:
-    meta = exp["metadata"]
-    return write_status(exp, experiment_path(meta["namespace"], meta["name"]), actions.status, actions.events, emit)
+    create_job(api, exp, render_report_job(exp, planned.spec, config, settings), render_report_rbac(exp))

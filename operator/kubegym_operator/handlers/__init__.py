@@ -1,13 +1,20 @@
-"""kopf handlers, one module per kind; importing this package registers them all.
+"""kopf handlers; importing this package registers them all.
 
-``RESYNC`` lists each kind's periodic reconcile, run by the operator's resync loop (and the
-metrics' pruning of objects whose deletion a re-listed watch missed).
+:mod:`~kubegym_operator.handlers.watched` registers first — every module that reconciles imports
+it (for the live API) before registering anything — because kopf runs an event's handlers in the
+order they were registered, and the view must forget a DELETED object before anything reconciles
+on that event. Then the kinds that own a Job (:mod:`~kubegym_operator.handlers.jobowners`, one
+registration per kind), Experiments, and the metrics of the live objects.
+
+``RESYNC`` lists what the operator's periodic loop runs: the reconciles that depend on the clock
+(or retry a failure), and the metrics' pruning of objects whose deletion a re-listed watch missed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from kubegym_operator.handlers import benchmark, experiment, observability, trainingrun
+from kubegym_operator.handlers import experiment, jobowners, observability, resync, watched
 
-RESYNC: list[Callable[[], None]] = [trainingrun.resync, benchmark.resync, experiment.resync, observability.resync]
+RESYNC: list[Callable[[], None]] = [resync.resync, observability.resync]
+__all__ = ["RESYNC", "experiment", "jobowners", "observability", "resync", "watched"]

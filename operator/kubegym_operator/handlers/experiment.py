@@ -1,50 +1,34 @@
 """kopf handlers of Experiments: every event of an Experiment or of one of its children
-(TrainingRuns, Benchmarks, the report Job) reconciles the Experiment; nothing else.
+(TrainingRuns, Benchmarks, the report Job and its pods) reconciles the Experiment; nothing else.
 
 Children carry the Experiment's full name in an annotation (a label value is cut at 63
-characters), which maps their events back. As for TrainingRuns, only ``on.event`` is used:
-kopf writes nothing onto the objects. Handler names are unique across modules: kopf identifies a
-handler by its function name.
+characters), which maps their events back. The reconcile reads the watch-fed view, so the burst
+of events an Experiment's many runs make costs no API call, and folds into one or two passes
+(:class:`~kubegym_operator.reconciler.ReconcileGate`). As for the kinds that own a Job, only
+``on.event`` is used and the handlers return nothing: kopf writes nothing onto the objects.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from kubegym_operator import GROUP, VERSION
-from kubegym_operator.api.benchmark import PLURAL as BENCHMARK_PLURAL
-from kubegym_operator.api.experiment import PLURAL
-from kubegym_operator.api.trainingrun import PLURAL as RUN_PLURAL
+from kubegym_api import GROUP, VERSION
+from kubegym_api.benchmark import PLURAL as BENCHMARK_PLURAL
+from kubegym_api.experiment import PLURAL
+from kubegym_api.trainingrun import PLURAL as RUN_PLURAL
 from kubegym_operator.builders.experiment import EXPERIMENT_LABEL, EXPERIMENT_NAME_ANNOTATION
 from kubegym_operator.builders.experiment_report import REPORT_LABEL
-from kubegym_operator.builders.status import Event
 from kubegym_operator.controllers import experiment
-from kubegym_operator.handlers.resync import resync_unfinished, unless_namespace_terminating
-from kubegym_operator.kubeapi import Obj, post_event
+from kubegym_operator.handlers.watched import CLUSTER
 from kubegym_operator.state import STATE
-
-log = logging.getLogger("kubegym.handlers")
-
-
-def emit(exp: Obj, event: Event) -> None:
-    try:
-        post_event(exp, event.type, event.reason, event.message)
-    except Exception as e:  # noqa: BLE001 - an Event is best effort; the status is the truth
-        log.warning("could not post event %s on %s: %s", event.reason, exp["metadata"]["name"], e)
 
 
 def reconcile(namespace: str, name: str) -> None:
-    with unless_namespace_terminating(namespace, name):
-        experiment.reconcile(namespace, name, STATE.settings, emit)
-
-
-def resync() -> None:
-    """Reconcile every unfinished Experiment (pending grace periods depend on the clock)."""
-    resync_unfinished(PLURAL, reconcile)
+    """Reconcile the Experiment ``namespace/name`` against the live cluster."""
+    experiment.reconcile(CLUSTER, namespace, name, STATE.settings)
 
 
 def _parent(annotations: Mapping[str, str], namespace: str | None) -> None:
@@ -52,22 +36,29 @@ def _parent(annotations: Mapping[str, str], namespace: str | None) -> None:
         reconcile(namespace, annotations[EXPERIMENT_NAME_ANNOTATION])
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def experiment_event(type: str, name: str, namespace: str | None, **_: Any) -> None:  # noqa: A002 - kopf's kwarg
-    if type != "DELETED" and namespace:
+@kopf.on.event(GROUP, VERSION, PLURAL, id="experiment_event")
+def experiment_event(name: str | None, namespace: str | None, **_: Any) -> None:
+    if namespace and name:
         reconcile(namespace, name)
 
 
-@kopf.on.event(GROUP, VERSION, RUN_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(GROUP, VERSION, RUN_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT}, id="experiment_run_event")
 def experiment_run_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)
 
 
-@kopf.on.event(GROUP, VERSION, BENCHMARK_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    GROUP, VERSION, BENCHMARK_PLURAL, labels={EXPERIMENT_LABEL: kopf.PRESENT}, id="experiment_benchmark_event"
+)
 def experiment_benchmark_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={REPORT_LABEL: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={REPORT_LABEL: kopf.PRESENT}, id="experiment_report_job_event")
 def experiment_report_job_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    _parent(annotations, namespace)
+
+
+@kopf.on.event("", "v1", "pods", labels={REPORT_LABEL: kopf.PRESENT}, id="experiment_report_pod_event")
+def experiment_report_pod_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     _parent(annotations, namespace)

@@ -3,8 +3,8 @@ step with the watched resources.
 
 Every event of a TrainingRun, Benchmark or Experiment — kopf's initial listing included — updates
 that object's series; its DELETED event removes them, so a deleted object is gone from the next
-scrape. :func:`resync` (run by the operator's periodic loop) forgets objects whose DELETED event
-was lost while a watch was re-listed.
+scrape. :func:`resync` (run by the operator's periodic loop, acting every :data:`PRUNE_SECONDS`) forgets
+objects whose DELETED event was lost while a watch was re-listed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from kubegym_operator import GROUP, VERSION
-from kubegym_operator.api.benchmark import PLURAL as BENCHMARKS
-from kubegym_operator.api.experiment import PLURAL as EXPERIMENTS
-from kubegym_operator.api.trainingrun import PLURAL as TRAINING_RUNS
+from kubegym_api import GROUP, VERSION
+from kubegym_api.benchmark import PLURAL as BENCHMARKS
+from kubegym_api.experiment import PLURAL as EXPERIMENTS
+from kubegym_api.trainingrun import PLURAL as TRAINING_RUNS
 from kubegym_operator.kubeapi import list_items
 from kubegym_operator.metrics import OBJECTS
 
@@ -63,7 +63,17 @@ def _live(kind: str) -> set[tuple[str, str]]:
     return {(item["metadata"]["namespace"], item["metadata"]["name"]) for item in items}
 
 
+#: Seconds between two prunes. A DELETED event is missed only when a watch re-lists (410 Gone), so
+#: one LIST of each kind every 10 minutes is enough, and idle runs cost next to no API calls.
+PRUNE_SECONDS = 600.0
+_schedule = {"next": 0.0}
+
+
 def resync() -> None:
+    """Prune the metrics of objects a LIST no longer shows, at most every :data:`PRUNE_SECONDS`."""
+    if time.monotonic() < _schedule["next"]:
+        return
+    _schedule["next"] = time.monotonic() + PRUNE_SECONDS
     for kind in PLURALS:
         started = time.monotonic()
         try:

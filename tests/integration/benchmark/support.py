@@ -68,7 +68,7 @@ def kubectl_gym(
         **os.environ,
         **(env or {}),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("cli", "runner", "operator")),
+        "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("api", "cli", "runner", "operator")),
         "KUBECONFIG": str(kubeconfig),
     }
     return subprocess.run(

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
+from kubegym_api.benchmark import BenchmarkEntry, BenchmarkRanking
 from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import Kube
 from kubegym_runner import report
-from kubegym_runner.config import BenchmarkEntry, BenchmarkRanking
 from tests.conftest import OperatorProcess
 from tests.integration.benchmark.support import (
     REPO,

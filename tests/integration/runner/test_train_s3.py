@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3 import PPO
 
-from kubegym_runner.config import EXIT_USER_ERROR
+from kubegym_api.exitcodes import EXIT_USER_ERROR
 from tests.integration.runner.conftest import S3Server
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,7 +59,7 @@ def _env(s3: S3Server, config: dict[str, Any], termination_log: Path) -> dict[st
         {
             "KUBEGYM_CONFIG": json.dumps(config),
             "KUBEGYM_TERMINATION_LOG": str(termination_log),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "runner"), str(REPO / "operator")]),
+            "PYTHONPATH": os.pathsep.join(str(REPO / d) for d in ("api", "runner", "operator")),
             "OMP_NUM_THREADS": "1",
             "AWS_MAX_ATTEMPTS": "2",
         }

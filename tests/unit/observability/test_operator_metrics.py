@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry
 from kubegym_operator import metrics
 from kubegym_operator.builders.status import Event
 from kubegym_operator.metrics import ObjectMetrics, Sample, object_samples
+from kubegym_operator.reconciler import write_status
+from tests.unit.operator.fakeapi import FakeCluster
 
 
 def run(name: str = "cartpole", namespace: str = "research", **status: Any) -> dict[str, Any]:
@@ -255,13 +257,9 @@ def counter(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_instrument_counts_reconciles_errors_and_warning_events() -> None:
-    seen: list[Event] = []
-
+def test_instrument_counts_reconciles_and_errors_by_reason() -> None:
     @metrics.instrument("Experiment")
-    def reconcile(namespace: str, name: str, settings: object, emit: metrics.EventSink, fail: str = "") -> str:
-        emit({"metadata": {"name": name}}, Event("Normal", "Training", "fine"))
-        emit({"metadata": {"name": name}}, Event("Warning", "UserError", "bad env"))
+    def reconcile(namespace: str, name: str, fail: str = "") -> str:
         if fail == "api":
             raise ApiException(http_resp=None, status=403, reason="Forbidden")
         if fail == "api-body":
@@ -272,30 +270,35 @@ def test_instrument_counts_reconciles_errors_and_warning_events() -> None:
             raise RuntimeError("bug")
         return name
 
-    def emit(obj: Any, event: Event) -> None:
-        seen.append(event)
-
     base = {
         "ok": counter("kubegym_reconciles_total", kind="Experiment", result="success"),
         "err": counter("kubegym_reconciles_total", kind="Experiment", result="error"),
-        "user": counter("kubegym_errors_total", kind="Experiment", reason="UserError"),
         "invalid": counter("kubegym_errors_total", kind="Experiment", reason="Invalid"),
         "api": counter("kubegym_errors_total", kind="Experiment", reason="ApiError"),
         "bug": counter("kubegym_errors_total", kind="Experiment", reason="ReconcileError"),
         "timed": counter("kubegym_reconcile_duration_seconds_count", kind="Experiment"),
     }
-    assert reconcile("ns", "x", object(), emit) == "x"
+    assert reconcile("ns", "x") == "x"
     for fail in ("api", "api-body", "bug"):
         with pytest.raises((ApiException, RuntimeError)):
-            reconcile("ns", "x", object(), emit, fail=fail)
-    assert [e.reason for e in seen] == ["Training", "UserError"] * 4  # the caller's sink still gets every event
+            reconcile("ns", "x", fail=fail)
     assert counter("kubegym_reconciles_total", kind="Experiment", result="success") - base["ok"] == 1
     assert counter("kubegym_reconciles_total", kind="Experiment", result="error") - base["err"] == 3
-    assert counter("kubegym_errors_total", kind="Experiment", reason="UserError") - base["user"] == 4
     assert counter("kubegym_errors_total", kind="Experiment", reason="Invalid") - base["invalid"] == 1
     assert counter("kubegym_errors_total", kind="Experiment", reason="ApiError") - base["api"] == 1
     assert counter("kubegym_errors_total", kind="Experiment", reason="ReconcileError") - base["bug"] == 1
     assert counter("kubegym_reconcile_duration_seconds_count", kind="Experiment") - base["timed"] == 4
+
+
+def test_warning_events_a_reconcile_posts_are_counted_by_reason() -> None:
+    cluster = FakeCluster({"kind": "Experiment", "metadata": {"name": "x", "namespace": "ns"}})
+    exp = cluster.obj("Experiment", "ns", "x")
+    assert exp is not None
+    before = counter("kubegym_errors_total", kind="Experiment", reason="UserError")
+    events = [Event("Normal", "Training", "fine"), Event("Warning", "UserError", "bad env")]
+    write_status(cluster, "Experiment", exp, {"phase": "Failed"}, events)
+    assert [e.reason for e in cluster.events] == ["Training", "UserError"]  # every event is posted
+    assert counter("kubegym_errors_total", kind="Experiment", reason="UserError") - before == 1
 
 
 def test_job_latencies_are_observed_once_from_the_api_timestamps() -> None:

@@ -8,10 +8,9 @@ import jsonschema
 import pytest
 import yaml
 
-from kubegym_operator.api import crdgen
-from kubegym_operator.api.benchmark import BENCHMARK, BenchmarkSpec, BenchmarkStatus
-from kubegym_operator.api.crd import build_crd, structural_errors
-from kubegym_runner.config import BenchmarkEntry, BenchmarkRanking
+from kubegym_api import crdgen
+from kubegym_api.benchmark import BENCHMARK, BenchmarkEntry, BenchmarkRanking, BenchmarkSpec, BenchmarkStatus
+from kubegym_api.crd import build_crd, structural_errors
 
 CRD = build_crd(BENCHMARK)
 (VERSION,) = CRD["spec"]["versions"]
@@ -29,7 +28,7 @@ def node_at(path: str) -> dict[str, Any]:
 
 def test_schema_is_structural_and_committed() -> None:
     assert structural_errors(SCHEMA) == []
-    assert crdgen.stale_files(crdgen.DEFAULT_DIR, (BENCHMARK,)) == [], "run python -m kubegym_operator.api.crdgen"
+    assert crdgen.stale_files(crdgen.DEFAULT_DIR, (BENCHMARK,)) == [], "run python -m kubegym_api.crdgen"
     committed = yaml.safe_load((crdgen.DEFAULT_DIR / "benchmarks.kubegym.io.yaml").read_text())
     assert committed == CRD
     assert BENCHMARK in crdgen.KINDS

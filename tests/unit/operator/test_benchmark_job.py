@@ -6,6 +6,10 @@ from typing import Any
 
 import pytest
 
+from kubegym_api.base import Algorithm
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.exitcodes import EXIT_USER_ERROR
+from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig
 from kubegym_operator.builders.benchmark import (
     BENCHMARK_NAME_ANNOTATION,
     evaluation_job_name,
@@ -19,7 +23,6 @@ from kubegym_operator.builders.benchmark import (
 from kubegym_operator.builders.job import QUEUE_LABEL, RenderError
 from kubegym_operator.builders.job import render_job as render_training_job
 from kubegym_operator.settings import Settings, load_settings
-from kubegym_runner.config import CONFIG_ENV, EXIT_USER_ERROR, Algorithm, BenchmarkModel, EvaluateConfig
 
 UID = "6b1c2d3e-0000-4000-8000-00000000b001"
 STORAGE_ENV = {

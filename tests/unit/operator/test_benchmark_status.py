@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubegym_api.base import Algorithm
+from kubegym_api.runnerconfig import BenchmarkModel
 from kubegym_operator.builders.benchmark import Resolution
 from kubegym_operator.builders.benchmark_status import compute_status, failed_status
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import Algorithm, BenchmarkModel
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubegym_operator.api.benchmark import BenchmarkSpec
+from kubegym_api.benchmark import BenchmarkSpec
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunOutcome
+from kubegym_api.storage import S3Storage
 from kubegym_operator.builders.experiment import plan
 from kubegym_operator.builders.experiment_report import (
     REPORT_LABEL,
@@ -17,14 +20,6 @@ from kubegym_operator.builders.experiment_report import (
     report_job_name,
 )
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    ExperimentReportConfig,
-    ReportConfiguration,
-    ReportRun,
-    RunOutcome,
-    S3Storage,
-)
 
 SETTINGS = Settings(
     default_storage=S3Storage(bucket="kubegym", prefix="runs", endpoint="http://minio:9000", secret_ref="kubegym-s3"),

@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 import yaml
 
-from kubegym_operator.api import crdgen
-from kubegym_operator.api.crd import build_crd, structural_errors
-from kubegym_operator.api.experiment import EXPERIMENT, ExperimentSpec
+from kubegym_api import crdgen
+from kubegym_api.crd import build_crd, structural_errors
+from kubegym_api.experiment import EXPERIMENT, ExperimentSpec
 
 CRD = build_crd(EXPERIMENT)
 (VERSION,) = CRD["spec"]["versions"]
@@ -48,7 +48,7 @@ def test_schema_is_structural_and_documented() -> None:
 
 
 def test_committed_crd_matches_the_model() -> None:
-    assert crdgen.stale_files(crdgen.DEFAULT_DIR, [EXPERIMENT]) == [], "run python -m kubegym_operator.api.crdgen"
+    assert crdgen.stale_files(crdgen.DEFAULT_DIR, [EXPERIMENT]) == [], "run python -m kubegym_api.crdgen"
     committed = yaml.safe_load((crdgen.DEFAULT_DIR / "experiments.kubegym.io.yaml").read_text())
     assert committed == CRD
     assert EXPERIMENT in crdgen.KINDS

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kubegym_operator.api.experiment import RunPhase
+from kubegym_api.experiment import RunPhase
 from kubegym_operator.builders.experiment import Plan, PlanError, plan
 from kubegym_operator.builders.experiment_status import (
     Actions,

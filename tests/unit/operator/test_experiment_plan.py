@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubegym_operator.api.experiment import RandomSearch
+from kubegym_api.experiment import RandomSearch
 from kubegym_operator.builders.experiment import (
     EXPERIMENT_NAME_ANNOTATION,
     PlanError,

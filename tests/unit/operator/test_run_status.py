@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubegym_operator.api.trainingrun import TrainingRunStatus
+from kubegym_api.finalreport import FinalReport, final_report_message
+from kubegym_api.trainingrun import CheckpointStatus, TrainingResult, TrainingRunStatus
 from kubegym_operator.builders.status import (
     StatusUpdate,
     compute_status,
@@ -16,7 +17,6 @@ from kubegym_operator.builders.status import (
     is_terminal,
 )
 from kubegym_operator.settings import Settings
-from kubegym_runner.config import CheckpointStatus, FinalReport, TrainingResult, final_report_message
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = Settings(pending_error_grace_seconds=300)

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.exitcodes import EXIT_USER_ERROR
+from kubegym_api.runnerconfig import TrainConfig
 from kubegym_operator.builders.job import (
     QUEUE_LABEL,
     SCHEDULING_ANNOTATION,
@@ -18,7 +21,6 @@ from kubegym_operator.builders.job import (
     render_job,
 )
 from kubegym_operator.settings import Settings, load_settings
-from kubegym_runner.config import CONFIG_ENV, EXIT_USER_ERROR, TrainConfig
 
 UID = "6b1c2d3e-0000-4000-8000-000000000001"
 

@@ -10,16 +10,11 @@ import pytest
 import yaml
 from pydantic import Field, ValidationError
 
-from kubegym_operator.api import crdgen
-from kubegym_operator.api.common import Resources
-from kubegym_operator.api.crd import (
-    SchemaError,
-    build_crd,
-    model_schema,
-    structural_errors,
-)
-from kubegym_operator.api.trainingrun import TRAINING_RUN, TrainingRunSpec
-from kubegym_runner.config import Model
+from kubegym_api import crdgen
+from kubegym_api.base import Model
+from kubegym_api.crd import SchemaError, build_crd, model_schema, structural_errors
+from kubegym_api.trainingrun import TRAINING_RUN, TrainingRunSpec
+from kubegym_api.workload import Resources
 
 CRD = build_crd(TRAINING_RUN)
 (VERSION,) = CRD["spec"]["versions"]
@@ -52,7 +47,7 @@ def test_schema_is_structural_and_documented() -> None:
 
 
 def test_committed_crds_match_the_models() -> None:
-    assert crdgen.stale_files(crdgen.DEFAULT_DIR) == [], "run python -m kubegym_operator.api.crdgen"
+    assert crdgen.stale_files(crdgen.DEFAULT_DIR) == [], "run python -m kubegym_api.crdgen"
     committed = yaml.safe_load((crdgen.DEFAULT_DIR / "trainingruns.kubegym.io.yaml").read_text())
     assert committed == CRD
 

@@ -10,9 +10,9 @@ import kubegym_packaging
 import pytest
 import yaml
 
+from kubegym_api.crdgen import KINDS
+from kubegym_api.status import Phase
 from kubegym_localcluster import layout
-from kubegym_operator.api.common import Phase
-from kubegym_operator.api.crdgen import KINDS
 from kubegym_operator.builders.status import Reason
 from tests.support.argocd import CUSTOMIZATIONS, LuaHealth, kind_dirs, script_of
 from tests.support.helm import CHART, Helm

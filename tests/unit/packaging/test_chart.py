@@ -13,17 +13,27 @@ import kubegym_packaging
 import pytest
 import yaml
 
+from kubegym_api import GROUP
+from kubegym_api.crdgen import KINDS
+from kubegym_api.storage import S3Storage
+from kubegym_api.workload import QUANTITY_PATTERN
 from kubegym_localcluster import layout
-from kubegym_operator import GROUP
-from kubegym_operator.api.common import QUANTITY_PATTERN
-from kubegym_operator.api.crdgen import KINDS
 from kubegym_operator.builders.benchmark import evaluator_role_rules
 from kubegym_operator.builders.experiment_report import render_report_rbac
 from kubegym_operator.builders.job import render_job
 from kubegym_operator.builders.rbac import render_runner_rbac, runner_role_rules
-from kubegym_operator.settings import DEFAULT_RUNNER_IMAGE, ENV_VARS, STORAGE_ENV_VARS, Settings, load_settings
-from kubegym_runner.config import S3Storage
-from tests.support.helm import CHART, Helm, container_env, find
+from kubegym_operator.settings import (
+    DEFAULT_LEASE_NAME,
+    DEFAULT_RUNNER_IMAGE,
+    ENV_VARS,
+    LEADER_ELECTION_ENV_VARS,
+    STORAGE_ENV_VARS,
+    LeaderElection,
+    Settings,
+    load_leader_election,
+    load_settings,
+)
+from tests.support.helm import CHART, Helm, container_env, container_field_env, find
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -32,6 +42,8 @@ DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 FULL_VALUES: dict[str, Any] = {
     "operator": {
         "image": {"repository": "registry.example.com/ml/kubegym-operator", "tag": "1.2.3", "pullPolicy": "Always"},
+        "replicas": 3,
+        "leaderElection": {"leaseDurationSeconds": 20, "renewDeadlineSeconds": 12.5, "retryPeriodSeconds": 3},
         "watchNamespaces": [],
         "logLevel": "debug",
         "healthPort": 18080,
@@ -112,6 +124,9 @@ def test_default_render(helm: Helm) -> None:
         ("ClusterRoleBinding", "kubegym"),
         ("ClusterRoleBinding", "kubegym-discovery"),
         ("Deployment", "kubegym"),
+        ("PodDisruptionBudget", "kubegym"),
+        ("Role", "kubegym-leader-election"),
+        ("RoleBinding", "kubegym-leader-election"),
         ("ServiceAccount", "kubegym"),
     ]
     for m in manifests:
@@ -119,12 +134,86 @@ def test_default_render(helm: Helm) -> None:
     deployment = _deployment(manifests)
     assert deployment["metadata"]["namespace"] == "kubegym-system"
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "kubegym"
     (sa,) = find(manifests, "ServiceAccount")
     assert sa["automountServiceAccountToken"] is False and pod["automountServiceAccountToken"] is True
+
+
+_SPREAD: dict[str, Any] = {
+    "preferredDuringSchedulingIgnoredDuringExecution": [
+        {
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "kubegym",
+                        "app.kubernetes.io/instance": "kubegym",
+                        "app.kubernetes.io/component": "operator",
+                    }
+                },
+            },
+        }
+    ]
+}
+_ROLLING: dict[str, Any] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+_NODES: dict[str, Any] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+_OWN_SPREAD: dict[str, Any] = {"requiredDuringSchedulingIgnoredDuringExecution": []}
+
+
+@pytest.mark.parametrize(
+    ("operator", "strategy", "pdb", "affinity"),
+    [
+        pytest.param({"replicas": 0}, {"type": "Recreate"}, False, None, id="paused"),
+        pytest.param({"replicas": 1}, {"type": "Recreate"}, False, None, id="one-recreate-no-pdb"),
+        pytest.param({"replicas": 1, "affinity": _NODES}, {"type": "Recreate"}, False, _NODES, id="one-own-affinity"),
+        pytest.param({"replicas": 2}, _ROLLING, True, {"podAntiAffinity": _SPREAD}, id="two-rolling-pdb-spread"),
+        pytest.param({"replicas": 3}, _ROLLING, True, {"podAntiAffinity": _SPREAD}, id="three"),
+        pytest.param(
+            {"replicas": 2, "affinity": _NODES},
+            _ROLLING,
+            True,
+            {**_NODES, "podAntiAffinity": _SPREAD},
+            id="spread-added",
+        ),
+        pytest.param(
+            {"replicas": 2, "affinity": {"podAntiAffinity": _OWN_SPREAD}},
+            _ROLLING,
+            True,
+            {"podAntiAffinity": _OWN_SPREAD},
+            id="own-anti-affinity-wins",
+        ),
+    ],
+)
+def test_replicas_shape_strategy_disruption_budget_and_spread(
+    helm: Helm, operator: dict[str, Any], strategy: dict[str, Any], pdb: bool, affinity: dict[str, Any] | None
+) -> None:
+    manifests = helm.manifests({"operator": operator})
+    spec = _deployment(manifests)["spec"]
+    assert spec["replicas"] == operator["replicas"]
+    assert spec["strategy"] == strategy
+    assert spec["template"]["spec"].get("affinity") == affinity
+    budgets = find(manifests, "PodDisruptionBudget")
+    if not pdb:
+        assert budgets == []
+        return
+    (budget,) = budgets
+    assert budget["metadata"]["namespace"] == "kubegym-system"
+    assert budget["spec"] == {"minAvailable": 1, "selector": spec["selector"]}
+
+
+def test_every_replica_knows_its_name_and_namespace_for_the_lease(helm: Helm) -> None:
+    """POD_NAME (the Lease's holderIdentity) and POD_NAMESPACE (where the Lease is, and what
+    turns leader election on) come from the downward API."""
+    deployment = _deployment(helm.manifests())
+    assert container_field_env(deployment) == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    env = {**container_env(deployment), "POD_NAME": "kubegym-6b7c9-x2x4q", "POD_NAMESPACE": "kubegym-system"}
+    assert load_leader_election(env) == LeaderElection(
+        enabled=True, namespace="kubegym-system", identity="kubegym-6b7c9-x2x4q"
+    )
 
 
 def test_crds_ship_with_the_chart(helm: Helm) -> None:
@@ -158,8 +247,9 @@ def test_pod_passes_restricted_and_runs_with_a_read_only_root(helm: Helm) -> Non
 
 def test_liveness_probe_targets_kopfs_endpoint(helm: Helm) -> None:
     """The probe's port is the one the operator's --liveness (KUBEGYM_LIVENESS) listens on."""
-    container = _operator_container(helm.manifests({"operator": {"healthPort": 18123}}))
-    env = {e["name"]: e["value"] for e in container["env"]}
+    manifests = helm.manifests({"operator": {"healthPort": 18123}})
+    container = _operator_container(manifests)
+    env = container_env(_deployment(manifests))
     assert env["KUBEGYM_LIVENESS"] == "http://0.0.0.0:18123/healthz"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in (container["livenessProbe"], container["readinessProbe"]):
@@ -200,6 +290,13 @@ def test_every_value_reaches_the_operator_settings(helm: Helm) -> None:
         "tolerations"
     ]
     assert settings.default_queue_name == "team-gpus"
+    election = load_leader_election({**env, "POD_NAME": "p", "POD_NAMESPACE": "kubegym-system"})
+    assert (
+        election.enabled,
+        election.lease_duration_seconds,
+        election.renew_deadline_seconds,
+        election.retry_period_seconds,
+    ) == (True, 20, 12.5, 3)
     storage = settings.default_storage
     assert storage is not None
     assert (storage.bucket, storage.prefix, storage.endpoint, storage.region, storage.secret_ref) == (
@@ -234,7 +331,12 @@ def test_the_chart_sets_only_variables_the_operator_reads(helm: Helm) -> None:
     """Every KUBEGYM_* the chart renders is read by the operator, and every setting of the
     operator can be set from values."""
     known = (
-        set(ENV_VARS) | set(STORAGE_ENV_VARS) | {"KUBEGYM_LIVENESS", "KUBEGYM_WATCH_NAMESPACES", "KUBEGYM_METRICS_PORT"}
+        set(ENV_VARS)
+        | set(STORAGE_ENV_VARS)
+        | {"KUBEGYM_LIVENESS", "KUBEGYM_WATCH_NAMESPACES", "KUBEGYM_METRICS_PORT"}
+        # The Lease's name stays the operator's default (the chart's leader-election Role is
+        # pinned to it); its namespace is the pod's.
+        | (set(LEADER_ELECTION_ENV_VARS) - {"KUBEGYM_LEASE_NAME"})
     )
     main = (layout.REPO / "operator" / "kubegym_operator" / "main.py").read_text()
     assert all(f'"{var}"' in main for var in ("KUBEGYM_LIVENESS", "KUBEGYM_WATCH_NAMESPACES", "KUBEGYM_METRICS_PORT"))
@@ -254,7 +356,28 @@ def test_the_chart_sets_only_variables_the_operator_reads(helm: Helm) -> None:
     ("values", "message"),
     [
         ({"operator": {"replicas": -1}}, "at '/operator/replicas': minimum: got -1, want 0"),
-        ({"operator": {"replicas": 2}}, "at '/operator/replicas': maximum: got 2, want 1"),
+        (
+            {"operator": {"replicas": 2, "leaderElection": {"enabled": False}}},
+            "operator.leaderElection.enabled is required with more than one operator replica",
+        ),
+        (
+            {"operator": {"leaderElection": {"renewDeadlineSeconds": 10}}},
+            "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds",
+        ),
+        (
+            {"operator": {"leaderElection": {"retryPeriodSeconds": 8}}},
+            "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds",
+        ),
+        (
+            {"operator": {"leaderElection": {"retryPeriodSeconds": 0}}},
+            "at '/operator/leaderElection/retryPeriodSeconds'",
+        ),
+        (
+            {"operator": {"leaderElection": {"leaseDurationSeconds": 1.5}}},
+            "at '/operator/leaderElection/leaseDurationSeconds'",
+        ),
+        ({"operator": {"leaderElection": {"enabled": "yes"}}}, "at '/operator/leaderElection/enabled'"),
+        ({"operator": {"leaderElection": {"lease": "x"}}}, "additional properties 'lease' not allowed"),
         ({"operator": {"replicas": "1"}}, "at '/operator/replicas': got string, want integer"),
         ({"operator": {"resources": {"requests": {"memory": "12x"}}}}, "at '/operator/resources/requests/memory'"),
         ({"operator": {"resources": {"limits": {"cpu": "-1"}}}}, "at '/operator/resources/limits/cpu'"),
@@ -326,10 +449,11 @@ def test_schema_matches_the_operators_quantity_syntax() -> None:
 Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 
-def _rules(role: dict[str, Any]) -> set[Rule]:
+def _rules(role: dict[str, Any], *, pinned: bool = False) -> set[Rule]:
+    """The role's (group, resource, verb) triples; ``pinned`` allows rules limited to names."""
     out = set()
     for rule in role["rules"]:
-        assert not rule.get("resourceNames"), "the operator's rules are not pinned to names"
+        assert pinned or not rule.get("resourceNames"), "the operator's rules are not pinned to names"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
@@ -373,7 +497,7 @@ def test_operator_rules_are_exactly_what_it_does(helm: Helm) -> None:
 def test_no_wildcards_no_secrets_no_escalation(helm: Helm) -> None:
     for values in (None, FULL_VALUES, {"operator": {"watchNamespaces": ["a", "b"]}}):
         for role in [m for m in helm.manifests(values) if m["kind"] in ("ClusterRole", "Role")]:
-            for group, resource, verb in _rules(role):
+            for group, resource, verb in _rules(role, pinned=True):
                 assert "*" not in (group + resource + verb), role["metadata"]["name"]
                 assert resource not in ("secrets", "pods/exec", "pods/log", "nodes")
                 assert verb not in ("escalate", "bind", "impersonate", "deletecollection")
@@ -449,7 +573,7 @@ def test_operator_holds_what_the_evaluator_and_report_roles_grant(helm: Helm) ->
 
 def test_namespaced_mode_binds_the_rules_only_in_the_watched_namespaces(helm: Helm) -> None:
     manifests = helm.manifests({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
-    bindings = find(manifests, "RoleBinding")
+    bindings = [b for b in find(manifests, "RoleBinding") if b["metadata"]["name"] == "kubegym"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubegym"}
@@ -461,9 +585,50 @@ def test_namespaced_mode_binds_the_rules_only_in_the_watched_namespaces(helm: He
     assert env["KUBEGYM_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
+@pytest.mark.parametrize(
+    ("values", "role"),
+    [
+        pytest.param(None, True, id="defaults"),
+        pytest.param({"operator": {"replicas": 1}}, True, id="one-replica-still-elects"),
+        pytest.param({"operator": {"watchNamespaces": ["team-a"]}}, True, id="namespaced"),
+        pytest.param({"operator": {"replicas": 1, "leaderElection": {"enabled": False}}}, False, id="no-election"),
+        pytest.param({"rbac": {"create": False}}, False, id="rbac-by-the-platform"),
+    ],
+)
+def test_leader_election_rbac_is_the_lease_in_the_release_namespace(
+    helm: Helm, values: dict[str, Any] | None, role: bool
+) -> None:
+    """get and update on the operator's own Lease, create on leases (create cannot be pinned to
+    a name), in the release namespace only; nothing about Leases in the ClusterRole."""
+    manifests = helm.manifests(values)
+    roles = find(manifests, "Role", "kubegym-leader-election")
+    bindings = find(manifests, "RoleBinding", "kubegym-leader-election")
+    for cluster_role in find(manifests, "ClusterRole"):
+        assert all(group != "coordination.k8s.io" for group, _, _ in _rules(cluster_role))
+    env = container_env(_deployment(manifests))
+    if not role:
+        assert roles == [] and bindings == []
+        return
+    assert env["KUBEGYM_LEADER_ELECTION"] == "true"
+    (r,) = roles
+    (b,) = bindings
+    assert r["metadata"]["namespace"] == b["metadata"]["namespace"] == "kubegym-system"
+    assert r["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [DEFAULT_LEASE_NAME],
+            "verbs": ["get", "update"],
+        },
+    ]
+    assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubegym-leader-election"}
+    assert b["subjects"] == [{"kind": "ServiceAccount", "name": "kubegym", "namespace": "kubegym-system"}]
+
+
 def test_rbac_and_service_account_can_be_brought_by_the_platform(helm: Helm) -> None:
     manifests = helm.manifests(
         {**NO_METRICS, "rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops-sa"}}
     )
-    assert sorted(m["kind"] for m in manifests) == ["Deployment"]
+    assert sorted(m["kind"] for m in manifests) == ["Deployment", "PodDisruptionBudget"]
     assert _deployment(manifests)["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"

@@ -19,9 +19,12 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
+from kubegym_api.base import Algorithm, Device
+from kubegym_api.environment import BenchmarkEnvironment
+from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig
+from kubegym_api.storage import S3Storage
 from kubegym_runner import evaluate, report
 from kubegym_runner.checkpoints import Manifest, ObjectDigest
-from kubegym_runner.config import Algorithm, BenchmarkEnvironment, BenchmarkModel, Device, EvaluateConfig, S3Storage
 from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.storage import S3Uri, Storage
 

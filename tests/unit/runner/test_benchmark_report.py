@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kubegym_api.base import Statistic
 from kubegym_runner import report, stats
-from kubegym_runner.config import Statistic
 
 SETTINGS = report.RankingSettings(statistic=Statistic.IQM, confidence=0.95, resamples=500, seed=0)
 

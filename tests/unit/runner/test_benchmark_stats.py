@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from kubegym_api.base import Statistic
 from kubegym_runner import stats
-from kubegym_runner.config import Statistic
 
 
 def test_iqm_is_the_mean_of_the_middle_half() -> None:

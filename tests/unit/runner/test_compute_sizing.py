@@ -12,6 +12,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from kubegym_api.environment import EnvironmentConfig, VecEnvMode
+from kubegym_api.envvars import CPU_LIMIT_ENV, CPU_REQUEST_ENV
+from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.compute import (
     EXPENSIVE_STEP_SECONDS,
     EXPORTED_ENV,
@@ -23,7 +26,6 @@ from kubegym_runner.compute import (
     omp_threads,
     thread_count,
 )
-from kubegym_runner.config import CPU_LIMIT_ENV, CPU_REQUEST_ENV, EnvironmentConfig, TrainConfig, VecEnvMode
 from kubegym_runner.envs import EnvFactory, EnvPlan, build_vec_env, probe_env, time_steps
 from kubegym_runner.plan import build_plan, needs_step_probe
 from kubegym_runner.vecenv import GroupedSubprocVecEnv, split_evenly
@@ -107,7 +109,7 @@ def test_the_entry_point_loads_neither_numpy_nor_torch() -> None:
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", EXPORTED_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join(str(REPO / p) for p in ("runner", "operator"))
+    env["PYTHONPATH"] = os.pathsep.join(str(REPO / p) for p in ("api", "runner", "operator"))
     return {**env, **extra}
 
 

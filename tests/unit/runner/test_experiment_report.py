@@ -11,19 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kubegym_api.base import Statistic
+from kubegym_api.experiment import Direction, Objective, ObjectiveMetric
+from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunOutcome
+from kubegym_api.storage import S3Storage
 from kubegym_runner import analysis, stats, study
 from kubegym_runner.analysis import BootstrapSettings, RunData
-from kubegym_runner.config import (
-    Direction,
-    ExperimentReportConfig,
-    Objective,
-    ObjectiveMetric,
-    ReportConfiguration,
-    ReportRun,
-    RunOutcome,
-    S3Storage,
-    Statistic,
-)
 from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime
 
-from kubegym_runner.config import MAX_EVALUATION_POINTS, EvaluationPoint, thin_evaluations
+from kubegym_api.trainingrun import MAX_EVALUATION_POINTS, EvaluationPoint, thin_evaluations
 from kubegym_runner.progress import build_status_patch, make_progress
 
 

@@ -9,6 +9,9 @@ from gymnasium import spaces
 from stable_baselines3 import DQN, PPO, SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from kubegym_api.base import Algorithm
+from kubegym_api.hyperparameter_table import HYPERPARAMETER_NAMES
+from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
@@ -18,7 +21,6 @@ from kubegym_runner.algorithms import (
     supported_action_spaces,
     validate_hyperparameters,
 )
-from kubegym_runner.config import HYPERPARAMETER_NAMES, Algorithm, TrainConfig
 from kubegym_runner.errors import UserError
 from kubegym_runner.plan import build_plan
 
@@ -38,7 +40,7 @@ def _train_config(algorithm: str, env_id: str, **extra: object) -> TrainConfig:
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 def test_every_algorithm_resolves_and_matches_the_operators_table(algorithm: Algorithm) -> None:
-    # config.HYPERPARAMETER_NAMES is what the operator validates with (it cannot import SB3).
+    # HYPERPARAMETER_NAMES (kubegym_api) is what the operator validates with (it cannot import SB3).
     cls = algorithm_class(algorithm)
     assert cls.__name__ == algorithm.value
     assert set(hyperparameter_names(cls)) == set(HYPERPARAMETER_NAMES[algorithm.value])

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from kubegym_api.environment import EnvironmentConfig, Wrapper
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.exitcodes import EXIT_STORAGE_ERROR, EXIT_USER_ERROR
+from kubegym_api.runnerconfig import RunRef, TrainConfig, dump_config
+from kubegym_api.storage import S3Storage
+from kubegym_api.trainingrun import EvaluationConfig
 from kubegym_runner import cli
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    EXIT_STORAGE_ERROR,
-    EXIT_USER_ERROR,
-    EnvironmentConfig,
-    EvaluationConfig,
-    RunRef,
-    S3Storage,
-    TrainConfig,
-    Wrapper,
-    dump_config,
-)
 from kubegym_runner.errors import UserError
 from kubegym_runner.logs import redact
 

@@ -12,8 +12,9 @@ from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
+from kubegym_api.environment import Wrapper
+from kubegym_api.envvars import CPU_LIMIT_ENV, CPU_REQUEST_ENV
 from kubegym_runner.compute import available_cpus, cgroup_cpu_limit, resolve_device
-from kubegym_runner.config import CPU_LIMIT_ENV, CPU_REQUEST_ENV, Wrapper
 from kubegym_runner.envs import EnvFactory, EnvPlan, build_vec_env, probe_spaces, resolve_wrapper
 from kubegym_runner.errors import UserError
 

@@ -11,25 +11,15 @@ from typing import Any
 
 import pytest
 
+from kubegym_api.base import Algorithm
+from kubegym_api.environment import EnvironmentConfig, Wrapper
+from kubegym_api.envvars import CONFIG_ENV
+from kubegym_api.finalreport import FINAL_REPORT_PREFIX, FinalReport, final_report_message, parse_final_report
+from kubegym_api.runnerconfig import RunRef, TrainConfig, dump_config
+from kubegym_api.storage import S3Storage
+from kubegym_api.trainingrun import CheckpointStatus, EvaluationConfig, TrainingResult
 from kubegym_runner import cli, progress, storage
 from kubegym_runner.checkpoints import MANIFEST_NAME, Manifest
-from kubegym_runner.config import (
-    CONFIG_ENV,
-    FINAL_REPORT_PREFIX,
-    Algorithm,
-    CheckpointStatus,
-    EnvironmentConfig,
-    EvaluationConfig,
-    FinalReport,
-    RunRef,
-    S3Storage,
-    TrainConfig,
-    TrainingResult,
-    Wrapper,
-    dump_config,
-    final_report_message,
-    parse_final_report,
-)
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage
 
 LIMIT = cli.TERMINATION_MESSAGE_LIMIT

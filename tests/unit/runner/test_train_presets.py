@@ -10,8 +10,8 @@ import yaml
 from rl_zoo3.utils import SimpleLinearSchedule
 from stable_baselines3 import PPO
 
+from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.algorithms import algorithm_class
-from kubegym_runner.config import TrainConfig
 from kubegym_runner.errors import UserError
 from kubegym_runner.plan import build_plan
 from kubegym_runner.presets import PresetRef, parse_preset, preprocess, zoo_entry

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from kubegym_api.runnerconfig import RunRef
+from kubegym_api.trainingrun import CheckpointStatus, EvaluationResult, TrainingProgress, TrainingResult
 from kubegym_runner.callbacks import next_multiple
-from kubegym_runner.config import CheckpointStatus, EvaluationResult, RunRef, TrainingProgress, TrainingResult
 from kubegym_runner.progress import (
     KubernetesStatusWriter,
     ProgressReporter,

@@ -16,7 +16,7 @@ import pytest
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from kubegym_runner.config import CheckpointStatus, TrainingProgress, TrainingResult
+from kubegym_api.trainingrun import CheckpointStatus, TrainingProgress, TrainingResult
 from kubegym_runner.progress import ProgressReporter, is_retriable, make_progress
 
 

@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from kubegym_api.environment import EnvironmentConfig
+from kubegym_api.runnerconfig import TrainConfig
+from kubegym_api.storage import S3Storage
+from kubegym_api.trainingrun import CheckpointPolicy, EvaluationConfig
 from kubegym_runner.checkpoints import MANIFEST_NAME, RunLayout, scan, write_folder
-from kubegym_runner.config import CheckpointPolicy, EnvironmentConfig, EvaluationConfig, S3Storage, TrainConfig
 from kubegym_runner.errors import StorageError, TerminatedError, UserError
 from kubegym_runner.progress import ProgressReporter
 from kubegym_runner.signals import TerminationRequest

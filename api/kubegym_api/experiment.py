@@ -8,8 +8,8 @@ seeds (IQM with a bootstrap confidence interval) and writes tables and plots to 
 
 What the schema can know is checked at apply time (CEL); the names of an algorithm's
 hyperparameters are stable-baselines3's constructor arguments, which the schema cannot know:
-the operator checks them against :data:`kubegym_runner.config.HYPERPARAMETER_NAMES` before it
-creates any run.
+the operator checks them against :func:`kubegym_api.hyperparameters.allowed_hyperparameters`
+before it creates any run.
 """
 
 from __future__ import annotations
@@ -21,23 +21,11 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict, JsonValue
 
-from kubegym_operator.api.common import (
-    Condition,
-    Phase,
-    condition_list_field,
-    immutable_rule,
-    rules,
-    validation_rule,
-)
-from kubegym_operator.api.crd import PrinterColumn, ResourceKind
-from kubegym_operator.api.trainingrun import TrainingRunSpec
-from kubegym_runner.config import (
-    BestConfiguration,
-    ConfigurationResult,
-    ExperimentReportFiles,
-    Model,
-    Objective,
-)
+from kubegym_api.base import Model, Seed, Statistic
+from kubegym_api.crd import PrinterColumn, ResourceKind
+from kubegym_api.status import Condition, Phase, condition_list_field
+from kubegym_api.trainingrun import TrainingRunSpec
+from kubegym_api.validation import immutable_rule, rules, validation_rule
 
 PLURAL = "experiments"
 KIND = "Experiment"
@@ -79,7 +67,7 @@ class Seeds(Model):
         le=MAX_SEEDS,
         description="Train each configuration with seeds 0, 1, ..., count-1 (1 to 100).",
     )
-    values: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(
+    values: list[Seed] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_SEEDS,
@@ -170,9 +158,7 @@ class RandomSearch(Model):
         le=MAX_CONFIGURATIONS,
         description="The trial budget: how many configurations to draw (each trained with every seed). Required.",
     )
-    seed: int = Field(
-        default=0, ge=0, le=2**32 - 1, description="Seed of the draw: the same seed draws the same configurations."
-    )
+    seed: Seed = Field(default=0, description="Seed of the draw: the same seed draws the same configurations.")
     parameters: dict[str, RandomParameter] = Field(
         max_length=MAX_GRID_DIMENSIONS,
         description="Hyperparameter name (as stable-baselines3 spells it) to its distribution.",
@@ -259,6 +245,41 @@ class TemplateSpec(TrainingRunSpec):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _template_rules()})
 
 
+class ObjectiveMetric(enum.StrEnum):
+    """The number that scores one run of an Experiment."""
+
+    #: Mean return of the run's final evaluation (``status.result.meanReward``).
+    FinalReward = "FinalReward"
+    #: Best mean return over the run's periodic evaluations and its final one.
+    BestEvaluation = "BestEvaluation"
+    #: Mean of the evaluation curve (periodic evaluations): rewards learning fast, not only well.
+    MeanEvaluation = "MeanEvaluation"
+    #: The run's model's score in the Experiment's final Benchmark (needs ``spec.benchmark``).
+    Benchmark = "Benchmark"
+
+
+class Direction(enum.StrEnum):
+    Maximize = "Maximize"
+    Minimize = "Minimize"
+
+
+class Objective(Model):
+    """How runs are scored and configurations compared."""
+
+    metric: ObjectiveMetric = Field(
+        default=ObjectiveMetric.FinalReward,
+        description="Score of one run: FinalReward (its final evaluation's mean return), BestEvaluation, "
+        "MeanEvaluation (mean of the evaluation curve) or Benchmark (its score in the final Benchmark). "
+        "An early-stopped run scores its last evaluation for FinalReward.",
+    )
+    direction: Direction = Field(default=Direction.Maximize, description="Maximize or Minimize the score.")
+    statistic: Statistic = Field(
+        default=Statistic.IQM,
+        description="Aggregate of a configuration's run scores across seeds: IQM (interquartile mean, robust "
+        "to one lucky or unlucky seed), Mean or Median; reported with a 95% bootstrap confidence interval.",
+    )
+
+
 class ExperimentSpec(Model):
     """The study: what to train, over which seeds and hyperparameters, how many at a time."""
 
@@ -327,6 +348,9 @@ class ExperimentSpec(Model):
         description="How a run is scored and configurations are compared.",
         json_schema_extra={"default": {}},
     )
+
+
+# --- Status: the operator's view of the runs, and the report Job's results ------------------
 
 
 class RunPhase(enum.StrEnum):
@@ -398,6 +422,55 @@ class StageStatus(Model):
 
     name: str = Field(description="Object name.")
     phase: str | None = Field(default=None, description="Its phase.")
+
+
+class ConfigurationResult(Model):
+    """A configuration's runs aggregated across seeds (written by the report Job)."""
+
+    rank: int = Field(ge=1, description="1 is the best; configurations without a score are not ranked.")
+    configuration: str = Field(description="Configuration id (c0, c1, ...).")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What this configuration sets.")
+    runs: int = Field(ge=0, description="Runs with a score (failed runs have none).")
+    failed: int = Field(default=0, ge=0, description="Runs that failed.")
+    early_stopped: int = Field(default=0, ge=0, description="Runs stopped by the early-stopping rule.")
+    score: float = Field(description="The objective's statistic (IQM by default) of the run scores.")
+    ci_lower: float = Field(description="Lower end of the score's bootstrap confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's bootstrap confidence interval.")
+    mean: float = Field(description="Mean of the run scores.")
+    std: float = Field(ge=0, description="Population standard deviation of the run scores.")
+    min: float = Field(description="Lowest run score.")
+    max: float = Field(description="Highest run score.")
+
+
+class BestConfiguration(Model):
+    """The winning configuration (written by the report Job)."""
+
+    configuration: str = Field(description="Configuration id.")
+    summary: str = Field(description="Its hyperparameters in one line (name=value, ...).")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What it sets.")
+    score: float = Field(description="Its score (the objective's statistic across seeds).")
+    ci_lower: float = Field(description="Lower end of the score's confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's confidence interval.")
+
+
+class ExperimentReportFiles(Model):
+    """Where an Experiment's report is in S3, and how its numbers were computed."""
+
+    runs_csv: str | None = Field(default=None, description="Per-run table (CSV): seed, hyperparameters, scores.")
+    runs_parquet: str | None = Field(default=None, description="The per-run table as Parquet.")
+    configurations_csv: str | None = Field(default=None, description="Per-configuration aggregates (CSV).")
+    curves_csv: str | None = Field(default=None, description="Every evaluation of every run (long format CSV).")
+    learning_curves_png: str | None = Field(
+        default=None, description="Evaluation return against timesteps: mean and CI band per configuration."
+    )
+    final_scores_png: str | None = Field(default=None, description="Run scores and the statistic with its CI.")
+    report_json: str | None = Field(default=None, description="Index: settings, aggregates, best, versions.")
+    statistic: Statistic | None = Field(default=None, description="Statistic of the aggregates.")
+    confidence_level: float | None = Field(default=None, description="Coverage of the intervals.")
+    method: str | None = Field(default=None, description="How the intervals were computed.")
+    bootstrap_resamples: int | None = Field(default=None, description="Bootstrap resamples.")
+    bootstrap_seed: int | None = Field(default=None, description="Seed of the bootstrap (for recomputation).")
+    created_at: datetime | None = Field(default=None, description="When the report was written.")
 
 
 class ExperimentStatus(Model):

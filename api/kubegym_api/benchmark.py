@@ -1,9 +1,10 @@
 """The Benchmark resource: evaluate N models x M environments and rank them with robust statistics.
 
-The spec composes the runner contract's models (environments, statistic, device, storage) so
-a field means the same in the CRD, in the Job and in the runner. The status has two writers:
-the operator writes phase, conditions, times, ``envs`` and ``modelCount``; the runner writes
-``results``, ``ranking``, ``bestModel``, ``bestScore``, ``artifacts`` and ``progress`` through an
+The spec's evaluation settings (:class:`BenchmarkSettings`) and environments are the same
+definitions the runner's configuration is built from, so a field means the same in the CRD, in
+the Job and in the runner. The status has two writers: the operator writes phase, conditions,
+times, ``envs`` and ``modelCount``; the runner writes ``results``, ``ranking``, ``bestModel``,
+``bestScore``, ``artifacts`` and ``progress`` (the models below :class:`BenchmarkSpec`) through an
 identity that may patch this Benchmark's status and nothing else.
 
 A Benchmark is one evaluation: its whole spec is frozen once applied (CEL ``self == oldSelf``),
@@ -13,36 +14,18 @@ except ``runPolicy.ttlSecondsAfterFinished``. To evaluate something else, create
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
-from kubegym_operator.api.common import (
-    DNS_SUBDOMAIN_PATTERN,
-    Condition,
-    Phase,
-    Resources,
-    RunPolicy,
-    Scheduling,
-    condition_list_field,
-    immutable_rule,
-    rules,
-    validation_rule,
-)
-from kubegym_operator.api.crd import PrinterColumn, ResourceKind
-from kubegym_operator.api.trainingrun import StorageSpec
-from kubegym_runner.config import (
-    Algorithm,
-    BenchmarkArtifacts,
-    BenchmarkEntry,
-    BenchmarkEnvironment,
-    BenchmarkProgress,
-    BenchmarkRanking,
-    Device,
-    Model,
-    Statistic,
-)
+from kubegym_api.base import Algorithm, Device, Model, Seed, Statistic
+from kubegym_api.crd import PrinterColumn, ResourceKind
+from kubegym_api.environment import BenchmarkEnvironment
+from kubegym_api.status import Condition, Phase, condition_list_field
+from kubegym_api.storage import StorageSpec
+from kubegym_api.validation import DNS_SUBDOMAIN_PATTERN, immutable_rule, rules, validation_rule
+from kubegym_api.workload import Resources, RunPolicy, Scheduling
 
 PLURAL = "benchmarks"
 KIND = "Benchmark"
@@ -103,10 +86,58 @@ class BenchmarkModelSpec(Model):
     )
 
 
-_Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+#: A Benchmark's environments, as its spec and the runner's configuration both declare them.
+BenchmarkEnvironments = Annotated[
+    list[BenchmarkEnvironment],
+    Field(
+        min_length=1,
+        max_length=MAX_ENVIRONMENTS,
+        description="Environments every model is evaluated on (1 to 8); ids are unique.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
+    ),
+]
 
 
-class BenchmarkSpec(Model):
+class BenchmarkSettings(Model):
+    """How every model x environment entry is evaluated: episodes, seeds, policy mode, parallel
+    copies, the ranking statistic and the device. A Benchmark's spec and the runner's
+    :class:`~kubegym_api.runnerconfig.EvaluateConfig` both derive from it, so each of these fields
+    is declared once, with one set of bounds, for the CRD and for the runner."""
+
+    episodes: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Episodes per seed for every model x environment (> 0).",
+    )
+    seeds: list[Seed] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        max_length=16,
+        description="Environment seeds; with seed s, parallel copy i starts from seed s + i, so every model "
+        "plays the same initial states.",
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": [0]},
+    )
+    deterministic: bool = Field(default=True, description="Act with the deterministic policy (the mode).")
+    n_envs: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Parallel environment copies per evaluation (capped at episodes); one policy call acts "
+        "for all of them.",
+    )
+    statistic: Statistic = Field(
+        default=Statistic.IQM,
+        description="Statistic the ranking uses: IQM (interquartile mean, robust; the default), Mean or Median.",
+    )
+    device: Device = Field(
+        default=Device.cpu,
+        description="Where the policies run: cpu (the default: small policies are latency-bound), auto, or "
+        "cuda (needs resources.gpu > 0).",
+    )
+
+
+class BenchmarkSpec(BenchmarkSettings):
     """Which models, on which environments, for how many episodes, on which compute."""
 
     model_config = ConfigDict(
@@ -143,43 +174,7 @@ class BenchmarkSpec(Model):
         description="Models to compare (1 to 32), each by uri or trainingRunRef.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    environments: list[BenchmarkEnvironment] = Field(
-        min_length=1,
-        max_length=MAX_ENVIRONMENTS,
-        description="Environments every model is evaluated on (1 to 8); ids are unique.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]},
-    )
-    episodes: int = Field(
-        default=50,
-        ge=1,
-        le=10_000,
-        description="Episodes per seed for every model x environment (> 0).",
-    )
-    seeds: list[_Seed] = Field(
-        default_factory=lambda: [0],
-        min_length=1,
-        max_length=16,
-        description="Environment seeds; with seed s, parallel copy i starts from seed s + i, so every model "
-        "plays the same initial states.",
-        json_schema_extra={"x-kubernetes-list-type": "set", "default": [0]},
-    )
-    deterministic: bool = Field(default=True, description="Act with the deterministic policy (the mode).")
-    n_envs: int = Field(
-        default=16,
-        ge=1,
-        le=256,
-        description="Parallel environment copies per evaluation (capped at episodes); one policy call acts "
-        "for all of them.",
-    )
-    statistic: Statistic = Field(
-        default=Statistic.IQM,
-        description="Statistic the ranking uses: IQM (interquartile mean, robust; the default), Mean or Median.",
-    )
-    device: Device = Field(
-        default=Device.cpu,
-        description="Where the policies run: cpu (the default: small policies are latency-bound), auto, or "
-        "cuda (needs resources.gpu > 0).",
-    )
+    environments: BenchmarkEnvironments
     storage: StorageSpec | None = Field(
         default=None,
         description="Bucket, prefix, endpoint and credentials Secret for reading the models and writing the "
@@ -206,6 +201,100 @@ class BenchmarkSpec(Model):
         max_length=512,
         description="Runner image override; it must provide the kubegym-runner entry point.",
     )
+
+
+# --- Status: what the runner reports (results, ranking, artifacts, progress) ---------------
+
+
+class BenchmarkEntry(Model):
+    """Statistics of one model on one environment over all its episodes (all seeds)."""
+
+    model: str = Field(description="Model name (spec.models[].name).")
+    env: str = Field(description="Environment id.")
+    episodes: int = Field(default=0, ge=0, description="Episodes evaluated.")
+    mean: float | None = Field(default=None, description="Mean episode return.")
+    std: float | None = Field(default=None, ge=0, description="Population standard deviation of the return.")
+    median: float | None = Field(default=None, description="Median episode return.")
+    iqm: float | None = Field(default=None, description="Interquartile mean (25% trimmed mean) of the return.")
+    min: float | None = Field(default=None, description="Lowest episode return.")
+    max: float | None = Field(default=None, description="Highest episode return.")
+    ci_lower: float | None = Field(
+        default=None, description="Lower end of the bootstrap confidence interval of the ranking statistic."
+    )
+    ci_upper: float | None = Field(
+        default=None, description="Upper end of the bootstrap confidence interval of the ranking statistic."
+    )
+    mean_episode_length: float | None = Field(default=None, ge=0, description="Mean episode length in steps.")
+    episodes_per_second: float | None = Field(
+        default=None, ge=0, description="Episodes per second of the evaluation loop (model loading excluded)."
+    )
+    latency_p50_ms: float | None = Field(
+        default=None, ge=0, description="Median time of one policy call (a batch of nEnvs observations), ms."
+    )
+    latency_p99_ms: float | None = Field(default=None, ge=0, description="99th percentile policy-call time, ms.")
+    error: str | None = Field(
+        default=None, max_length=2048, description="Why this entry failed; its statistics are then absent."
+    )
+
+
+class RankedModel(Model):
+    """A model's place in the ranking."""
+
+    rank: int = Field(ge=1, description="1 is the best.")
+    model: str = Field(description="Model name.")
+    score: float = Field(description="The ranking statistic over the ranked environments.")
+    ci_lower: float = Field(description="Lower end of the score's bootstrap confidence interval.")
+    ci_upper: float = Field(description="Upper end of the score's bootstrap confidence interval.")
+
+
+class ImprovementProbability(Model):
+    """P(leader's return > runner-up's return) on a random episode, averaged over environments."""
+
+    leader: str = Field(description="Rank 1.")
+    runner_up: str = Field(description="Rank 2.")
+    probability: float = Field(ge=0, le=1, description="Probability of improvement (ties count one half).")
+    ci_lower: float = Field(ge=0, le=1, description="Lower end of its bootstrap confidence interval.")
+    ci_upper: float = Field(ge=0, le=1, description="Upper end of its bootstrap confidence interval.")
+
+
+class BenchmarkRanking(Model):
+    """Models ordered by a stated statistic, with confidence intervals."""
+
+    statistic: Statistic = Field(description="Statistic of the episode returns the models are ranked by.")
+    confidence_level: float = Field(gt=0, lt=1, description="Coverage of the confidence intervals (0.95).")
+    method: str = Field(description="How the intervals were computed.")
+    bootstrap_resamples: int = Field(ge=1, description="Bootstrap resamples.")
+    bootstrap_seed: int = Field(ge=0, description="Seed of the bootstrap's random generator (for recomputation).")
+    normalization: Literal["None", "MinMax"] = Field(
+        description="None: raw returns (one environment). MinMax: each environment's returns scaled to [0, 1] "
+        "by the lowest and highest return any ranked model got there, so environments weigh equally."
+    )
+    envs: list[str] = Field(default_factory=list, description="Environments the ranking covers.")
+    models: list[RankedModel] = Field(default_factory=list, description="Ranked models, best first.")
+    unranked: list[str] = Field(
+        default_factory=list, description="Models left out because an entry of theirs on a ranked environment failed."
+    )
+    probability_of_improvement: ImprovementProbability | None = Field(
+        default=None, description="Of the leader over the runner-up (needs two ranked models)."
+    )
+
+
+class BenchmarkArtifacts(Model):
+    """Where the Benchmark's reports are in S3."""
+
+    episodes: str | None = Field(default=None, description="CSV of every episode's return and length.")
+    table: str | None = Field(default=None, description="CSV of the per model x environment statistics.")
+    results: str | None = Field(default=None, description="JSON with the entries, the ranking and the settings.")
+    plot: str | None = Field(default=None, description="PNG comparing the models with confidence intervals.")
+
+
+class BenchmarkProgress(Model):
+    """How far the evaluation is (entries are model x environment pairs)."""
+
+    entries_done: int = Field(default=0, ge=0, description="Entries evaluated or failed.")
+    entries_total: int = Field(default=0, ge=0, description="Models x environments.")
+    episodes: int = Field(default=0, ge=0, description="Episodes evaluated so far.")
+    update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
 
 
 class BenchmarkStatus(Model):

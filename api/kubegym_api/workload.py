@@ -1,21 +1,20 @@
-"""Models shared by the kubegym custom resources: resources, scheduling, run policy, conditions.
+"""Compute, placement and retries of the pods kubegym runs, shared by TrainingRun and Benchmark.
 
-They build on the runner contract's ``Model`` so that every resource is camelCase on the wire
-and rejects unknown fields when the operator parses it. CEL rules ride along in the JSON schema
-under ``x-kubernetes-validations``; ``api.crd`` carries them into the CRD unchanged.
+``resources`` (CPU, memory, GPUs), ``scheduling`` (node selector, tolerations, affinity,
+priority, Kueue queue) and ``runPolicy`` (retries, deadline, clean-up) mean the same in every
+kind that runs a Job, so they are declared once; the operator also reads its own defaults
+(:data:`Quantity`, :class:`Toleration`) through them.
 """
 
 from __future__ import annotations
 
-import enum
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
-from pydantic.config import JsonDict
+from pydantic import AfterValidator, Field, WithJsonSchema
 
-from kubegym_runner.config import Model
+from kubegym_api.base import Model
+from kubegym_api.validation import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, rules, validation_rule
 
 #: Kubernetes' own quantity syntax (what kubebuilder emits for resource.Quantity), without a
 #: sign: a negative request is never meaningful and would only fail later, at pod creation.
@@ -24,46 +23,6 @@ QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
-
-#: A DNS-1123 label: names of queues, secrets and priority classes that end up in labels.
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-#: A DNS-1123 subdomain: names of most namespaced objects.
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-def validation_rule(
-    rule: str,
-    message: str,
-    *,
-    field_path: str | None = None,
-    reason: str | None = None,
-) -> JsonDict:
-    """One ``x-kubernetes-validations`` entry; ``message`` should tell the user what to fix."""
-    out: JsonDict = {"rule": rule, "message": message}
-    if field_path is not None:
-        out["fieldPath"] = field_path
-    if reason is not None:
-        out["reason"] = reason
-    return out
-
-
-def rules(*entries: JsonDict) -> ConfigDict:
-    """Model config that attaches CEL rules to the model's schema node."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(entries)})
-
-
-def immutable_rule(field: str, why: str, *, optional: bool) -> JsonDict:
-    """A transition rule keeping spec ``field`` as it was (``why`` ends the message); optional fields
-    may not appear or vanish either."""
-    rule = f"self.{field} == oldSelf.{field}"
-    if optional:
-        rule = f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
-    return validation_rule(
-        rule,
-        f"spec.{field} is immutable: {why}",
-        field_path=f".{field}",
-        reason="FieldValueForbidden",
-    )
 
 
 def _check_quantity(value: int | str) -> int | str:
@@ -93,20 +52,6 @@ Quantity = Annotated[
         }
     ),
 ]
-
-
-class Phase(enum.StrEnum):
-    """Summary of a resource's lifecycle, for printer columns; conditions carry the detail."""
-
-    Pending = "Pending"
-    Running = "Running"
-    Succeeded = "Succeeded"
-    Failed = "Failed"
-    Suspended = "Suspended"
-
-
-#: Phases a run never leaves.
-TERMINAL_PHASES = frozenset({Phase.Succeeded.value, Phase.Failed.value})
 
 
 class Resources(Model):
@@ -244,43 +189,4 @@ class RunPolicy(Model):
             "Delete the finished runner Job (and its pods and logs) this many seconds after it "
             "ended; the TrainingRun and its artifacts stay. Mutable."
         ),
-    )
-
-
-class Condition(Model):
-    """One aspect of the resource's state, following the Kubernetes API conventions."""
-
-    type: str = Field(
-        min_length=1,
-        max_length=316,
-        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
-        description="Condition type in CamelCase, e.g. Running, Succeeded, Failed.",
-    )
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(
-        min_length=1,
-        max_length=1024,
-        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
-        description="Machine-readable cause in CamelCase, e.g. Unschedulable or OOMKilled.",
-    )
-    message: str = Field(default="", max_length=32768, description="Human-readable details of the cause.")
-    last_transition_time: datetime = Field(description="When status last changed (not when reason or message did).")
-    observed_generation: int | None = Field(
-        default=None,
-        ge=0,
-        description="metadata.generation of the resource this condition was computed for.",
-    )
-
-
-def condition_list_field(description: str) -> Any:
-    """A ``conditions`` field, declared as a map keyed by ``type`` for server-side apply."""
-    return Field(
-        default_factory=list,
-        max_length=32,
-        description=description,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubegym_operator import GROUP, VERSION
+from kubegym_api import GROUP, VERSION
 
 Schema = dict[str, Any]
 

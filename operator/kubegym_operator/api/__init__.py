@@ -1,1 +1,0 @@
-"""Spec and status models of the custom resources and their CRD generation."""
