@@ -20,6 +20,7 @@ from kubegym_api.experiment import KIND as EXPERIMENT_KIND
 from kubegym_api.experiment import PLURAL as EXPERIMENTS
 from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_api.trainingrun import PLURAL as TRAINING_RUNS
+from kubegym_operator import metrics
 
 Obj = dict[str, Any]
 
@@ -51,17 +52,25 @@ def call(
         headers["Content-Type"] = content_type
     elif body is not None:
         headers["Content-Type"] = "application/json"
-    resp = api.call_api(
-        path,
-        method,
-        query_params=query or [],
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-        _preload_content=False,
-        _request_timeout=60,
-    )
+    code = 0
+    try:
+        resp = api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=False,
+            _request_timeout=60,
+        )
+        code = int(getattr(resp, "status", 200) or 200)
+    except ApiException as e:
+        code = int(e.status or 0)
+        raise
+    finally:
+        metrics.API_REQUESTS.labels(method, str(code)).inc()
     data = resp.data
     result = json.loads(data) if data else {}
     return result if isinstance(result, dict) else {}

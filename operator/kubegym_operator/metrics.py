@@ -109,6 +109,13 @@ ERRORS = Counter(
     ["kind", "reason"],
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "kubegym_api_requests",
+    "Requests the operator's reconciles made to the API server (kubeapi.py; kopf's watches and the "
+    "leader's Lease renewals excluded), by HTTP verb and status code (0: no answer).",
+    ["verb", "code"],
+    registry=REGISTRY,
+)
 BUILD_INFO = Info("kubegym_build", "Version of the running operator.", registry=REGISTRY)
 
 

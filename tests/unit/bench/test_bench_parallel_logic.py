@@ -41,8 +41,18 @@ def test_aggregate_over_the_common_stretch(bench: ModuleType) -> None:
     late = [(t + 30.0, s) for t, s in a]  # no overlap: total over the whole span
     apart = bench.aggregate([a, late], 1000)
     assert not apart.common and apart.rate < 100.0
-    with pytest.raises(RuntimeError, match="never got"):
-        bench.aggregate([a[:5]], 1000)
+    with pytest.raises(RuntimeError, match="never sampled"):
+        bench.aggregate([a[:5]], 1000)  # last sample at 40%: too short to measure
+
+
+def test_a_run_that_finished_between_two_reports_is_measured_to_its_last_sample(bench: ModuleType) -> None:
+    # Reports every 2 s at 150 steps/s: the last one before the final report is at 60% of the budget.
+    short = [(0.0, 0), (2.0, 300), (4.0, 600)]
+    window = bench.aggregate([short], 1000)
+    assert window.per_run == pytest.approx((150.0,))
+    # The first sample already past 10%: the rate counts only the steps between the samples.
+    late_start = [(1.0, 200), (3.0, 500), (5.0, 800)]
+    assert bench.aggregate([late_start], 1000).per_run == pytest.approx((150.0,))
 
 
 def test_quick_defaults_and_the_section_replaces_its_markers(bench: ModuleType, tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ ALLOWED_LABELS = {
     "percentile",
     "le",
     "version",
+    "verb",  # kubegym_api_requests: HTTP verbs (a handful)
+    "code",  # kubegym_api_requests: HTTP status codes (a bounded set)
     # default collectors (python_info, python_gc_*)
     "implementation",
     "major",
@@ -69,6 +71,7 @@ SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 def families() -> list[Metric]:
     """Every family the operator serves, each with samples (objects of all kinds, one error)."""
     metrics.count_event("TrainingRun", Event("Warning", "UserError", "unknown env"))
+    metrics.API_REQUESTS.labels("GET", "200").inc(0)
     with populated():
         return list(metrics.REGISTRY.collect())
 
