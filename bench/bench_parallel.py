@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-for folder in ("runner", "operator", "hack"):
+for folder in ("api", "runner", "operator", "hack"):
     sys.path.insert(0, str(REPO / folder))
 
 BEGIN = "<!-- bench_parallel:begin -->"
@@ -115,19 +115,35 @@ class Window:
 
 
 def aggregate(series: Sequence[Series], budget: int) -> Window:
-    lows = [crossing(s, LOW * budget) for s in series]
-    highs = [crossing(s, HIGH * budget) for s in series]
-    if any(x is None for x in (*lows, *highs)):
-        raise RuntimeError(f"a run never got from {LOW:.0%} to {HIGH:.0%} of its budget: {lows} {highs}")
-    lo = [float(x) for x in lows if x is not None]
-    hi = [float(x) for x in highs if x is not None]
-    per_run = tuple((HIGH - LOW) * budget / (h - low) for low, h in zip(lo, hi, strict=True))
-    start, end = max(lo), min(hi)
+    """Aggregate steps/s of ``series`` from the last of them passing LOW to the first passing its high mark.
+
+    A run's high mark is HIGH of its budget, or its last progress sample before the final report
+    when that came earlier (a short run may finish between two reports); a run whose last sample
+    is below half its budget, or that never passed LOW before it, cannot be measured.
+    """
+    lows: list[float] = []
+    highs: list[float] = []
+    for s in series:
+        last = s[-1][1] if s else 0
+        target = min(HIGH * budget, last)
+        low, high = crossing(s, LOW * budget), crossing(s, target)
+        if target < 0.5 * budget or low is None or high is None or high <= low:
+            raise RuntimeError(
+                f"a run was never sampled between {LOW:.0%} and {HIGH:.0%} of its budget "
+                f"(samples: {[(round(t, 1), n) for t, n in s]}); give it a larger budget"
+            )
+        lows.append(low)
+        highs.append(high)
+    per_run = tuple(
+        (steps_at(s, h) - steps_at(s, low)) / (h - low) for s, low, h in zip(series, lows, highs, strict=True)
+    )
+    start, end = max(lows), min(highs)
     if end - start >= 3.0:
         steps = sum(steps_at(s, end) - steps_at(s, start) for s in series)
         return Window(steps / (end - start), end - start, True, per_run)
-    span = max(hi) - min(lo)
-    return Window(len(series) * (HIGH - LOW) * budget / span, span, False, per_run)
+    span = max(highs) - min(lows)
+    total = sum(steps_at(s, h) - steps_at(s, low) for s, low, h in zip(series, lows, highs, strict=True))
+    return Window(total / span, span, False, per_run)
 
 
 # --- the cluster ------------------------------------------------------------------------------------
@@ -142,7 +158,7 @@ class Operator:
         self.log_path = log_path
         self.env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("operator", "runner")),
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("api", "operator", "runner")),
             "KUBECONFIG": str(cluster.kubeconfig),
             "KUBEGYM_STORAGE_BUCKET": layout.BUCKET,
             "KUBEGYM_STORAGE_ENDPOINT": cluster.minio().endpoint,
@@ -610,8 +626,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="k in 1, 2, small budgets, a 20 s freeze (minutes)")
     parser.add_argument("--ks", type=_ints, help="concurrent runs to measure, comma-separated (default 1,2,4)")
     parser.add_argument("--algos", type=lambda s: s.split(","), default=["ppo", "dqn"], help="ppo,dqn")
-    parser.add_argument("--ppo-steps", type=int, help="PPO budget per run (default 40000; quick 8000)")
-    parser.add_argument("--dqn-steps", type=int, help="DQN budget per run (default 25000; quick 5000)")
+    parser.add_argument("--ppo-steps", type=int, help="PPO budget per run (default 40000; quick 20000)")
+    parser.add_argument("--dqn-steps", type=int, help="DQN budget per run (default 25000; quick 10000)")
     parser.add_argument("--freeze", type=float, help="seconds MinIO is frozen (default 60; quick 20)")
     parser.add_argument("--lead", type=float, help="seconds of training before the freeze (default 20; quick 8)")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare rl_zoo3.train processes")
@@ -624,8 +640,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.ks = args.ks or ([1, 2] if quick else [1, 2, 4])
-    args.ppo_steps = args.ppo_steps or (8000 if quick else 40000)
-    args.dqn_steps = args.dqn_steps or (5000 if quick else 25000)
+    args.ppo_steps = args.ppo_steps or (20000 if quick else 40000)
+    args.dqn_steps = args.dqn_steps or (10000 if quick else 25000)
     args.freeze = args.freeze or (20.0 if quick else 60.0)
     args.lead = args.lead or (8.0 if quick else 20.0)
     unknown = set(args.algos) - set(ALGOS)
