@@ -382,10 +382,10 @@ class Bench:
 
     def bare(self, names: list[str]) -> float:
         """Create, in BARE, the CRs and copies of what the operator created for ``names``, timed."""
-        jobs = {controller_owner(j): j for j in self.kube.get(f"/apis/batch/v1/namespaces/{WATCHED}/jobs")["items"]}
+        jobs = {controller_owner(j): j for j in items(self.kube, f"/apis/batch/v1/namespaces/{WATCHED}/jobs")}
         extra: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for plural, prefix in PER_RUN.items():
-            for obj in self.kube.get(f"{prefix}/namespaces/{WATCHED}/{plural}")["items"]:
+            for obj in items(self.kube, f"{prefix}/namespaces/{WATCHED}/{plural}"):
                 owner = controller_owner(obj)
                 if owner:
                     extra.setdefault(owner, []).append((f"{prefix}/namespaces/{BARE}/{plural}", obj))
@@ -465,8 +465,10 @@ class Bench:
     def delete_all(self) -> None:
         log("deleting every run at once")
         started = time.monotonic()
-        for namespace in (WATCHED, BARE):
-            self.kube.delete(f"{GROUP_PATH}/namespaces/{namespace}/trainingruns")
+        for namespace in (WATCHED, BARE):  # one DELETE per run, as `kubectl delete trainingruns --all` does
+            path = f"{GROUP_PATH}/namespaces/{namespace}/trainingruns"
+            names = [r["metadata"]["name"] for r in self.kube.get(path)["items"]]
+            parallel(lambda name, path=path: self.kube.delete(f"{path}/{name}"), names)  # type: ignore[misc]
 
         def leftovers() -> dict[str, int]:
             counts = {}
@@ -486,6 +488,13 @@ class Bench:
             self.figures.rss_after_delete_mb = leader.rss_mb()
         self.check_alive()
         log(f"  gone in {self.figures.delete_s:.0f}s; left: {self.figures.leftovers}")
+
+
+def items(kube: Any, path: str) -> list[dict[str, Any]]:
+    """The items of a LIST, each with the ``kind`` and ``apiVersion`` a LIST leaves out of its items."""
+    listing = kube.get(path)
+    kind = str(listing.get("kind", "")).removesuffix("List")
+    return [{"kind": kind, "apiVersion": listing.get("apiVersion"), **item} for item in listing.get("items", [])]
 
 
 def copy_for(obj: dict[str, Any], owner_uid: str) -> dict[str, Any]:

@@ -42,12 +42,9 @@ import os
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from aiohttp import web
 
 from kubegym_operator import kubeapi
 from kubegym_operator.settings import LeaderElection
@@ -367,68 +364,37 @@ def took_over_from(result: Round) -> str:
     return "nobody: created the lease" if result.action is Action.CREATE else "nobody: the lease was free"
 
 
-async def wait_for_leadership(elector: LeaderElector, liveness_endpoint: str | None = None) -> Round:
+async def wait_for_leadership(elector: LeaderElector) -> Round:
     """Retry every retry period until this replica holds the Lease, logging who holds it.
 
-    Meant for a kopf startup handler: kopf starts no watch before every startup handler has
-    returned, so a standby reconciles nothing. kopf serves its liveness endpoint only after
-    startup too, so a standby serves the same URL itself meanwhile (its probes pass), and closes
-    it just before returning, for kopf to take the port.
+    Runs as a task on kopf's loop while the standby's watches keep its view warm (see
+    ``kubegym_operator.main.lead``); cancelled at shutdown, it gives back what a round in flight
+    may have taken.
     """
-    health = await _serve_standby_health(liveness_endpoint, elector) if liveness_endpoint else None
     waiting_for: str | None = None
     last_error: str | None = None
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease") as pool:
-            while True:
-                attempt = pool.submit(elector.try_acquire_or_renew)
-                try:
-                    result = await asyncio.wrap_future(attempt)
-                except asyncio.CancelledError:
-                    # Shut down while standing by: a round still in flight may take the Lease,
-                    # which must then be given back at once rather than left to expire.
-                    concurrent.futures.wait([attempt], timeout=elector.config.renew_deadline_seconds)
-                    elector.release()
-                    raise
-                if result.leader:
-                    log.info(
-                        "became the leader (lease %s, took over from %s)", elector.lease_ref, took_over_from(result)
-                    )
-                    return result
-                if result.error is not None:
-                    if result.error != last_error:
-                        log.warning("could not acquire the lease %s: %s; retrying", elector.lease_ref, result.error)
-                    last_error = result.error
-                elif result.holder != waiting_for:
-                    waiting_for = result.holder
-                    log.info("waiting for leadership (lease %s held by %s)", elector.lease_ref, result.holder)
-                await asyncio.sleep(elector.config.retry_period_seconds)
-    finally:
-        if health is not None:
-            await health.cleanup()
-
-
-async def _serve_standby_health(endpoint: str, elector: LeaderElector) -> web.AppRunner | None:
-    """The liveness URL, answered while standing by (kopf's parsing of the same URL)."""
-    parts = urllib.parse.urlsplit(endpoint)
-    if parts.scheme != "http":
-        log.warning("liveness endpoint %s is not http://; not serving it while standing by", endpoint)
-        return None
-
-    async def health(_: web.Request) -> web.Response:
-        return web.json_response({"leadership": elector.status()})
-
-    app = web.Application()
-    app.add_routes([web.get(parts.path or "/", health)])
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, parts.hostname or "localhost", parts.port or 80).start()
-    except OSError as e:
-        log.warning("cannot serve %s while standing by: %s", endpoint, e)
-        await runner.cleanup()
-        return None
-    return runner
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lease") as pool:
+        while True:
+            attempt = pool.submit(elector.try_acquire_or_renew)
+            try:
+                result = await asyncio.wrap_future(attempt)
+            except asyncio.CancelledError:
+                # Shut down while standing by: a round still in flight may take the Lease,
+                # which must then be given back at once rather than left to expire.
+                concurrent.futures.wait([attempt], timeout=elector.config.renew_deadline_seconds)
+                elector.release()
+                raise
+            if result.leader:
+                log.info("became the leader (lease %s, took over from %s)", elector.lease_ref, took_over_from(result))
+                return result
+            if result.error is not None:
+                if result.error != last_error:
+                    log.warning("could not acquire the lease %s: %s; retrying", elector.lease_ref, result.error)
+                last_error = result.error
+            elif result.holder != waiting_for:
+                waiting_for = result.holder
+                log.info("waiting for leadership (lease %s held by %s)", elector.lease_ref, result.holder)
+            await asyncio.sleep(elector.config.retry_period_seconds)
 
 
 def renew_until_lost(

@@ -449,6 +449,10 @@ class ObjectMetrics(Collector):
         self._lock = threading.Lock()
         self._objects: dict[tuple[str, str, str], _Entry] = {}
         self._trained: dict[str, float] = {}
+        #: Set on the replica that leads (at once without leader election): a standby observes
+        #: its watches too, to be ready, but exports nothing, so no object is counted twice.
+        self.exporting = threading.Event()
+        self.exporting.set()
 
     def observe(self, kind: str, event_type: str | None, obj: Obj) -> None:
         """Apply one watch event (``type`` None: kopf's initial listing)."""
@@ -502,6 +506,8 @@ class ObjectMetrics(Collector):
             self._trained.clear()
 
     def collect(self) -> Iterator[Metric]:
+        if not self.exporting.is_set():
+            return
         with self._lock:
             entries = list(self._objects.items())
             trained = dict(self._trained)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from kubegym_operator.settings import Settings
@@ -12,6 +13,9 @@ class OperatorState:
     settings: Settings = field(default_factory=Settings)
     #: Namespaces watched; empty means cluster-wide.
     namespaces: tuple[str, ...] = ()
+    #: Set while this replica may reconcile: at once without leader election, else once it holds
+    #: the Lease. A standby keeps its watches and view warm but reconciles nothing.
+    leading: threading.Event = field(default_factory=threading.Event)
 
 
 STATE = OperatorState()

@@ -27,7 +27,9 @@ from kubegym_operator.state import STATE
 
 
 def reconcile(namespace: str, name: str) -> None:
-    """Reconcile the Experiment ``namespace/name`` against the live cluster."""
+    """Reconcile the Experiment ``namespace/name`` against the live cluster (on the leader only)."""
+    if not STATE.leading.is_set():
+        return
     experiment.reconcile(CLUSTER, namespace, name, STATE.settings)
 
 

@@ -57,7 +57,9 @@ OWNERS = (TRAINING_RUN, BENCHMARK)
 
 
 def reconcile(owner: OwnerWatch, namespace: str, name: str) -> None:
-    """Reconcile ``namespace/name`` of ``owner``'s kind against the live cluster."""
+    """Reconcile ``namespace/name`` of ``owner``'s kind against the live cluster (on the leader only)."""
+    if not STATE.leading.is_set():
+        return
     reconciler.reconcile(owner.adapter(STATE.settings), CLUSTER, namespace, name)
 
 

@@ -36,19 +36,41 @@ def _reconcile_each(kind: Kind, due: list[tuple[str, str]], reconcile: Callable[
             log.exception("resync of %s %s/%s failed", kind, namespace, name)
 
 
-def resync() -> None:
-    """One pass over every kind's due objects."""
+def _unstarted_first(due: list[tuple[str, str]], kind: Kind) -> list[tuple[str, str]]:
+    """Objects without a status yet (just created, maybe while no replica led) before the others."""
+
+    def started(key: tuple[str, str]) -> bool:
+        obj = CLUSTER.get(kind, key[0], key[1])
+        return bool(obj and (obj.get("status") or {}).get("phase"))
+
+    return sorted(due, key=started)
+
+
+def resync(everything: bool = False) -> None:
+    """One pass over every kind's due objects; ``everything``: every unfinished one (a takeover).
+
+    A replica that just became the leader runs the ``everything`` pass once: as a standby it kept
+    its view warm but dropped the events, so whatever changed meanwhile (a run created while the
+    old leader was dying) is reconciled now, runs without a status first.
+    """
+    if not STATE.leading.is_set():
+        return
     settings = STATE.settings
+
+    def always(api: ClusterAPI, obj: Obj) -> bool:
+        return True
+
     for owner in jobowners.OWNERS:
         adapter = owner.adapter(settings)
 
         def reconcile(namespace: str, name: str, owner: jobowners.OwnerWatch = owner) -> None:
             jobowners.reconcile(owner, namespace, name)
 
-        _reconcile_each(adapter.kind, due_for_resync(adapter.kind, CLUSTER, adapter.clock_dependent), reconcile)
+        due = due_for_resync(adapter.kind, CLUSTER, always if everything else adapter.clock_dependent)
+        _reconcile_each(adapter.kind, _unstarted_first(due, adapter.kind) if everything else due, reconcile)
 
     def experiment_clock(api: ClusterAPI, exp: Obj) -> bool:
         return experiment.clock_dependent(api, exp, settings)
 
-    due = due_for_resync(Kind.EXPERIMENT, CLUSTER, experiment_clock)
+    due = due_for_resync(Kind.EXPERIMENT, CLUSTER, always if everything else experiment_clock)
     _reconcile_each(Kind.EXPERIMENT, due, experiment_handlers.reconcile)
