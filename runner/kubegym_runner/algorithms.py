@@ -23,7 +23,8 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from kubegym_api.base import Algorithm
-from kubegym_api.hyperparameters import ACTION_NOISE_KEYS
+from kubegym_api.hyperparameters import ACTION_NOISE_KEYS, ImportPath, parse_hyperparameters
+from kubegym_api.pyliteral import LiteralError, Symbol
 from kubegym_runner.envs import import_object
 from kubegym_runner.errors import UserError
 
@@ -172,53 +173,60 @@ def resolve_policy(
     if policy in aliases:
         return policy
     if ":" in policy or "." in policy:
+        from stable_baselines3.common.policies import BasePolicy
+
         resolved = import_object(policy, "policy")
-        if not isinstance(resolved, type):
-            raise UserError(f"policy {policy!r} is not a class")
+        if not isinstance(resolved, type) or not issubclass(resolved, BasePolicy):
+            raise UserError(f"policy {policy!r} is not a stable-baselines3 policy class")
         return resolved
     raise UserError(f"unknown policy {policy!r} for {cls.__name__}; valid: {', '.join(aliases)}")
 
 
-def _namespace_lookup(name: str, namespaces: tuple[str, ...], purpose: str) -> Any:
-    """Find ``name`` (``ReLU``, ``nn.ReLU``, ``torch.nn.ReLU``) in one of ``namespaces``;
-    ``module:Name`` always imports, so custom classes are unambiguous."""
-    if ":" not in name:
-        short = name.rsplit(".", 1)[-1]
-        for module_name in namespaces:
-            found = getattr(importlib.import_module(module_name), short, None)
-            if found is not None:
-                return found
-    if ":" in name or "." in name:
-        return import_object(name, purpose)
-    where = f"a name from {namespaces[0]} or " if namespaces else ""
-    raise UserError(f"unknown {purpose} {name!r}; use {where}'module:Name'")
+def _class_bases() -> dict[str, type]:
+    """The kind of class each class-valued argument must be, checked after import."""
+    import torch
+    from stable_baselines3.common.buffers import BaseBuffer
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    return {
+        "activation_fn": torch.nn.Module,
+        "optimizer_class": torch.optim.Optimizer,
+        "features_extractor_class": BaseFeaturesExtractor,
+        "replay_buffer_class": BaseBuffer,
+        "rollout_buffer_class": BaseBuffer,
+    }
 
 
-_CLASS_NAMESPACES: dict[str, tuple[str, ...]] = {
-    "activation_fn": ("torch.nn",),
-    "optimizer_class": ("torch.optim", "stable_baselines3.common.sb2_compat.rmsprop_tf_like"),
-    "features_extractor_class": ("stable_baselines3.common.torch_layers",),
-    "replay_buffer_class": ("stable_baselines3.common.buffers", "stable_baselines3"),
-    "rollout_buffer_class": ("stable_baselines3.common.buffers", "sb3_contrib.common.recurrent.buffers"),
-}
+def _resolve_names(value: Any, key: str, bases: Mapping[str, type]) -> Any:
+    """A parsed value with every :class:`Symbol`/:class:`ImportPath` replaced by its class."""
+    if isinstance(value, Symbol | ImportPath):
+        written = value.name if isinstance(value, Symbol) else value.path
+        obj = import_object(value.target if isinstance(value, Symbol) else value.path, key)
+        if not isinstance(obj, type):
+            raise UserError(f"{key} {written!r} is not a class")
+        base = bases.get(key)
+        if base is not None and not issubclass(obj, base):
+            raise UserError(f"{key} {written!r} is not a {base.__module__}.{base.__qualname__}")
+        return obj
+    if isinstance(value, Mapping):
+        return {k: _resolve_names(v, str(k), bases) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_resolve_names(v, key, bases) for v in value)
+    return value
 
 
-def resolve_class_names(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn class names given as strings in JSON (``"activation_fn": "ReLU"``,
-    ``"replay_buffer_class": "HerReplayBuffer"``, ``"module:Class"``) into classes.
+def resolve_hyperparameters(hyperparameters: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``hyperparameters`` with their Python-literal strings parsed (never evaluated) and class
+    names turned into classes: ``"dict(net_arch=[64], activation_fn=nn.ReLU)"`` → a dict holding
+    ``torch.nn.ReLU``, ``"replay_buffer_class": "HerReplayBuffer"`` → the class.
 
-    ``policy_kwargs`` given as a string is rl-zoo3's Python-literal form and is left to
-    its preprocessing.
+    Parsing is :func:`kubegym_api.hyperparameters.parse_hyperparameters`, the operator's check too;
+    rl-zoo3's preprocessing then only sees values, so its ``eval`` never runs. ``where`` names the
+    source in errors (``spec.hyperparameters``, the preset). Raises :class:`UserError`.
     """
-    resolved = dict(hyperparameters)
-    for key, value in hyperparameters.items():
-        if key.endswith("_class") and isinstance(value, str):
-            resolved[key] = _namespace_lookup(value, _CLASS_NAMESPACES.get(key, ()), key)
-    policy_kwargs = hyperparameters.get("policy_kwargs")
-    if isinstance(policy_kwargs, Mapping):
-        kwargs = dict(policy_kwargs)
-        for key, value in policy_kwargs.items():
-            if isinstance(value, str) and (key.endswith("_class") or key == "activation_fn"):
-                kwargs[key] = _namespace_lookup(value, _CLASS_NAMESPACES.get(key, ()), key)
-        resolved["policy_kwargs"] = kwargs
-    return resolved
+    try:
+        parsed = parse_hyperparameters(hyperparameters, where)
+    except LiteralError as e:
+        raise UserError(str(e)) from e
+    bases = _class_bases()
+    return {key: _resolve_names(value, key, bases) for key, value in parsed.items()}

@@ -127,9 +127,9 @@ def resolve_wrapper(name: str) -> Callable[..., gym.Env]:
             raise UserError(f"wrapper {name!r} needs a package the image lacks: {e}") from e
     if ":" in name or "." in name:
         obj = import_object(name, "wrapper")
-        if not callable(obj):
-            raise UserError(f"wrapper {name!r} is not a class or callable")
-        return obj  # type: ignore[no-any-return]
+        if not isinstance(obj, type) or not issubclass(obj, gym.Wrapper):
+            raise UserError(f"wrapper {name!r} is not a gymnasium.Wrapper class")
+        return obj
     known = short_wrapper_names()
     matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(matches)}? " if matches else ""

@@ -33,7 +33,7 @@ from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
     hyperparameter_names,
-    resolve_class_names,
+    resolve_hyperparameters,
     resolve_policy,
     validate_hyperparameters,
 )
@@ -66,10 +66,11 @@ class TrainingPlan:
     )
 
 
-def _zoo_style(config: TrainConfig, preset_raw: dict[str, Any]) -> dict[str, Any]:
-    """Merge spec over preset into one rl-zoo3-style dict, for one preprocessing pass."""
+def _zoo_style(config: TrainConfig, preset_raw: dict[str, Any], spec_hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Merge spec over preset into one rl-zoo3-style dict, for one preprocessing pass (both already
+    through :func:`resolve_hyperparameters`, so no string is left for rl-zoo3 to evaluate)."""
     raw = dict(preset_raw)
-    raw.update(config.hyperparameters)
+    raw.update(spec_hyperparameters)
     env = config.environment
     if env.n_envs != 1 or "n_envs" not in raw:
         raw["n_envs"] = env.n_envs
@@ -113,9 +114,10 @@ def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
     source = "spec"
     if config.preset:
         ref = parse_preset(config.preset)
-        preset_raw = zoo_entry(cls, env.id, ref.entry)
         source = f"{ref.source}:{ref.entry or env.id}"
-    settings = preprocess(resolve_class_names(_zoo_style(config, preset_raw)))
+        preset_raw = resolve_hyperparameters(zoo_entry(cls, env.id, ref.entry), f"preset {source}")
+    spec_hyperparameters = resolve_hyperparameters(config.hyperparameters, "spec.hyperparameters")
+    settings = preprocess(_zoo_style(config, preset_raw, spec_hyperparameters))
 
     env_plan = EnvPlan(
         factory=EnvFactory(

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from kubegym_api import API_VERSION
 from kubegym_api.experiment import KIND, MAX_RUNS, Distribution, ExperimentSpec, RandomParameter, RandomSearch
-from kubegym_api.hyperparameters import RESERVED_HYPERPARAMETERS, allowed_hyperparameters
+from kubegym_api.hyperparameters import RESERVED_HYPERPARAMETERS, allowed_hyperparameters, parse_hyperparameters
+from kubegym_api.pyliteral import LiteralError
 from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference
@@ -191,6 +192,17 @@ def check_hyperparameter_names(spec: ExperimentSpec) -> None:
         raise PlanError("UnknownHyperparameter", "; ".join(problems))
 
 
+def check_hyperparameter_literals(spec: ExperimentSpec, configurations: Sequence[Configuration]) -> None:
+    """Refuse strings that are not safe literals (code, unknown class names) in the template or any
+    configuration, before any run exists; each run would be refused the same way."""
+    try:
+        parse_hyperparameters(spec.template.hyperparameters, "spec.template.hyperparameters")
+        for config in configurations:
+            parse_hyperparameters(config.hyperparameters, f"spec.search (configuration {config.id})")
+    except LiteralError as e:
+        raise PlanError("InvalidHyperparameters", str(e)) from e
+
+
 def run_name(experiment: str, configuration: str, seed: int) -> str:
     """``<experiment>-<configuration>-s<seed>``, at most 63 characters: a long Experiment name is
     shortened (with a hash, so two never collide) and the configuration and seed always stay."""
@@ -213,6 +225,7 @@ def plan(exp: Mapping[str, Any]) -> Plan:
             f"{len(configurations)} configurations x {len(seeds)} seeds = {total} runs; "
             f"an Experiment has at most {MAX_RUNS}: shrink the grid, the trials or the seeds, or split it",
         )
+    check_hyperparameter_literals(spec, configurations)
     name = exp["metadata"]["name"]
     runs = [
         PlannedRun(index=i, name=run_name(name, config.id, seed), configuration=config, seed=seed)

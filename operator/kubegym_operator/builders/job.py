@@ -18,6 +18,8 @@ from kubegym_api import GROUP, VERSION
 from kubegym_api.base import fields_of
 from kubegym_api.envvars import CONFIG_ENV, CPU_LIMIT_ENV, CPU_REQUEST_ENV
 from kubegym_api.exitcodes import EXIT_USER_ERROR
+from kubegym_api.hyperparameters import parse_hyperparameters
+from kubegym_api.pyliteral import LiteralError
 from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_config
 from kubegym_api.storage import S3Storage
 from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
@@ -112,6 +114,15 @@ def checkpoint_uri_of(run: Mapping[str, Any]) -> str | None:
     return uri if isinstance(uri, str) and uri else None
 
 
+def check_literals(hyperparameters: Mapping[str, Any], where: str) -> None:
+    """Refuse hyperparameter strings that are not safe literals (code, unknown names) before any Job
+    exists: the runner parses them the same way (:func:`kubegym_api.hyperparameters.parse_hyperparameters`)."""
+    try:
+        parse_hyperparameters(hyperparameters, where)
+    except LiteralError as e:
+        raise RenderError("InvalidHyperparameters", str(e)) from e
+
+
 def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> TrainConfig:
     """The runner's configuration for this run: the spec's :class:`AgentSpec` fields as they are,
     the checkpoint policy without its storage, and where the run's artifacts and status live.
@@ -121,6 +132,7 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
     """
     spec = parse_spec(run)
     meta = run["metadata"]
+    check_literals(spec.hyperparameters, "spec.hyperparameters")
     storage = storage_of(spec, settings)
     resume_from: str | None = None
     if spec.resume_from is not None:

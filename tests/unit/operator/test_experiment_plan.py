@@ -171,6 +171,27 @@ def test_too_many_runs() -> None:
     assert err.value.reason == "TooManyRuns" and "600 runs" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("where", "fields"),
+    [
+        ("template", {"template": {"hyperparameters": {"policy_kwargs": "exec('x')"}}}),
+        ("spec.search", {"search": {"grid": {"policy_kwargs": ["dict(net_arch=[64])", "open('/etc/passwd')"]}}}),
+    ],
+    ids=["template", "grid-value"],
+)
+def test_code_in_a_hyperparameter_string_fails_the_plan(where: str, fields: dict[str, Any]) -> None:
+    exp = experiment()
+    for key, value in fields.items():
+        if key == "template":
+            exp["spec"]["template"].update(value)
+        else:
+            exp["spec"][key] = value
+    with pytest.raises(PlanError) as err:
+        plan(exp)
+    assert err.value.reason == "InvalidHyperparameters"
+    assert where in err.value.message and "never evaluated" in err.value.message
+
+
 def test_a_spec_the_model_rejects_is_an_invalid_spec() -> None:
     with pytest.raises(PlanError) as err:
         plan(experiment(parallelism=0))

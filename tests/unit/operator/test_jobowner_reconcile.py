@@ -225,8 +225,13 @@ def test_run_finishes_from_a_complete_job_with_the_result_from_the_termination_m
     [
         ({"checkpoint": {"everySteps": 5000, "keepLast": 2}}, "StorageNotConfigured"),
         ({"resumeFrom": {"trainingRun": "missing"}}, "ResumeSourceNotFound"),
+        (
+            {"hyperparameters": {"policy_kwargs": "__import__('os').system('touch /tmp/x') or dict(net_arch=[64])"}},
+            "InvalidHyperparameters",
+        ),
+        ({"hyperparameters": {"policy_kwargs": {"activation_fn": "os.system"}}}, "InvalidHyperparameters"),
     ],
-    ids=["no-storage", "missing-resume-source"],
+    ids=["no-storage", "missing-resume-source", "code-in-policy-kwargs", "unknown-class-name"],
 )
 def test_run_that_cannot_work_fails_without_a_job(spec: Obj, reason: str) -> None:
     cluster = FakeCluster(make_run(**spec))

@@ -16,7 +16,7 @@ from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
     hyperparameter_names,
-    resolve_class_names,
+    resolve_hyperparameters,
     resolve_policy,
     supported_action_spaces,
     validate_hyperparameters,
@@ -106,23 +106,26 @@ def test_policy_follows_the_observation_space() -> None:
 
 
 def test_class_names_in_json_become_classes() -> None:
-    resolved = resolve_class_names(
+    resolved = resolve_hyperparameters(
         {
             "policy_kwargs": {"activation_fn": "nn.ReLU", "optimizer_class": "RMSpropTFLike", "net_arch": [8]},
             "replay_buffer_class": "ReplayBuffer",
             "gamma": 0.9,
-        }
+        },
+        "spec.hyperparameters",
     )
     assert resolved["policy_kwargs"]["activation_fn"] is torch.nn.ReLU
     assert resolved["policy_kwargs"]["optimizer_class"].__name__ == "RMSpropTFLike"
     assert resolved["policy_kwargs"]["net_arch"] == [8]
     assert resolved["replay_buffer_class"] is ReplayBuffer
     assert (
-        resolve_class_names({"policy_kwargs": {"activation_fn": "torch.nn:Tanh"}})["policy_kwargs"]["activation_fn"]
+        resolve_hyperparameters({"policy_kwargs": {"activation_fn": "torch.nn:Tanh"}}, "h")["policy_kwargs"][
+            "activation_fn"
+        ]
         is torch.nn.Tanh
     )
     with pytest.raises(UserError, match="activation_fn"):
-        resolve_class_names({"policy_kwargs": {"activation_fn": "NoSuchActivation"}})
+        resolve_hyperparameters({"policy_kwargs": {"activation_fn": "NoSuchActivation"}}, "h")
 
 
 def test_a_bad_value_fails_the_plan_not_the_pod() -> None:
