@@ -118,7 +118,7 @@ class AgentSpec(Model):
         description="Keyword arguments of the algorithm (learning_rate, n_steps, gamma, "
         "policy_kwargs, ...), snake_case as stable-baselines3 names them; they override the "
         "preset's. Checked against the algorithm before training starts. A string standing for a "
-        "Python value (policy_kwargs: \"dict(net_arch=[64], activation_fn=nn.Tanh)\", class names) "
+        'Python value (policy_kwargs: "dict(net_arch=[64], activation_fn=nn.Tanh)", class names) '
         "is parsed, never evaluated: literals, lists, dicts, dict(...) and torch/SB3 class names only.",
     )
     preset: str | None = Field(

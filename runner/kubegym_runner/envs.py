@@ -28,6 +28,7 @@ import difflib
 import importlib
 import logging
 import multiprocessing
+import pickle
 import signal
 import statistics
 import time
@@ -48,6 +49,7 @@ from stable_baselines3.common.vec_env import (
 
 from kubegym_api.environment import VecEnvMode, Wrapper
 from kubegym_runner.errors import UserError
+from kubegym_runner.safeload import load_vecnormalize
 from kubegym_runner.vecenv import GroupedSubprocVecEnv
 
 log = logging.getLogger(__name__)
@@ -316,7 +318,13 @@ def build_vec_env(
     except Exception as e:
         raise UserError(f"cannot make environment {plan.env_id!r}: {type(e).__name__}: {e}") from e
     if vecnormalize is not None:
-        env = VecNormalize.load(str(vecnormalize), env)
+        try:
+            env = load_vecnormalize(vecnormalize, env)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+            env.close()
+            raise UserError(
+                f"cannot restore the VecNormalize statistics {vecnormalize}: {type(e).__name__}: {e}"
+            ) from e
     elif plan.normalize is not None:
         env = VecNormalize(env, **dict(plan.normalize))
     if isinstance(env, VecNormalize) and evaluation:

@@ -17,8 +17,11 @@ Artifacts (under ``<runPrefix>/report/``): ``episodes.csv`` (every episode: the 
 ``artifacts``, ``progress``, written on the Benchmark's status subresource with the pod's own
 identity, which may patch that status and nothing else.
 
-Loading an SB3 archive unpickles it, i.e. runs code of the model's author. That code runs
-with this pod's rights only (see docs/benchmark.md): read the models, write these results.
+An SB3 archive holds pickles, and unpickling runs whatever they name; every archive and
+statistics file is therefore loaded through :mod:`kubegym_runner.safeload`, which resolves only
+spaces, arrays and SB3/torch classes and refuses the rest as that entry's error. A custom
+environment's code still runs, with this pod's rights only (see docs/security.md): read the
+models, write these results.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import check_for_correct_spaces, set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack
 
 from kubegym_api.benchmark import BenchmarkArtifacts, BenchmarkEntry, BenchmarkProgress, BenchmarkRanking
 from kubegym_api.environment import BenchmarkEnvironment
@@ -52,6 +55,7 @@ from kubegym_runner.compute import resolve_device, user_omp_threads
 from kubegym_runner.envs import EnvFactory, EnvPlan, make_single_env
 from kubegym_runner.errors import InfraError, UserError
 from kubegym_runner.progress import RateLimiter, StatusWriter
+from kubegym_runner.safeload import load_algorithm, load_vecnormalize
 from kubegym_runner.storage import S3Uri, Storage, sha256_file
 
 log = logging.getLogger(__name__)
@@ -159,7 +163,7 @@ def load_model(files: ModelFiles, device: str) -> BaseAlgorithm:
     except UserError as e:
         raise EntryError(str(e)) from e
     try:
-        model = cls.load(files.archive, device=device, custom_objects=dict(CUSTOM_OBJECTS), print_system_info=False)
+        model = load_algorithm(cls, files.archive, replace=CUSTOM_OBJECTS, device=device, print_system_info=False)
     except Exception as e:  # untrusted archive: whatever it raises is its own failure
         raise EntryError(f"cannot load {files.archive_uri} as {cls.__name__}: {type(e).__name__}: {e}") from e
     if not all(bool(p.isfinite().all()) for p in model.policy.parameters()):
@@ -197,7 +201,7 @@ def build_env(spec: BenchmarkEnvironment, n_envs: int, vecnormalize: Path | None
         raise EntryError(f"cannot make environment {spec.id!r}: {type(e).__name__}: {e}") from e
     if vecnormalize is not None:
         try:
-            env = VecNormalize.load(str(vecnormalize), env)
+            env = load_vecnormalize(vecnormalize, env)
         except Exception as e:  # an untrusted pickle
             env.close()
             raise EntryError(

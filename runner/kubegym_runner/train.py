@@ -72,6 +72,7 @@ from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, ru
 from kubegym_runner.errors import TerminatedError, UserError
 from kubegym_runner.plan import TrainingPlan, build_plan
 from kubegym_runner.progress import ProgressReporter, StorageReport, Throughput, make_progress
+from kubegym_runner.safeload import load_algorithm, load_replay_buffer
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
 from kubegym_runner.uploads import Uploader
@@ -332,7 +333,7 @@ class Trainer:
             env.close()
             raise UserError(f"{start.checkpoint.folder} has no {MODEL_NAME}")
         try:
-            model = plan.algorithm.load(model_path, env=env, device=device, print_system_info=False)
+            model = load_algorithm(plan.algorithm, model_path, env=env, device=device, print_system_info=False)
         except (*_LOAD_ERRORS, AssertionError, RuntimeError) as e:
             env.close()
             raise UserError(
@@ -341,7 +342,11 @@ class Trainer:
         model.set_random_seed(seed + step)
         buffer = start.file(REPLAY_BUFFER_NAME)
         if buffer is not None and is_off_policy(plan.algorithm):
-            model.load_replay_buffer(buffer)  # type: ignore[attr-defined]
+            try:
+                load_replay_buffer(model, buffer)
+            except _LOAD_ERRORS as e:
+                env.close()
+                raise UserError(f"checkpoint {start.checkpoint.folder}: cannot restore its replay buffer: {e}") from e
             log.info("replay buffer restored: %d transitions", model.replay_buffer.size())  # type: ignore[attr-defined]
         self.resumed_from_step = model.num_timesteps
         if start.own:
