@@ -29,13 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from benchdoc import markers, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 for folder in ("api", "runner", "operator"):
     sys.path.insert(0, str(REPO / folder))
 
-BEGIN = "<!-- bench_evaluate:begin -->"
-END = "<!-- bench_evaluate:end -->"
+BEGIN, END = markers("bench_evaluate")
 
 
 def train_model(path: Path, steps: int) -> None:
@@ -220,13 +220,7 @@ def main() -> int:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n\nResults of the `bench/` scripts.\n"
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + section + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        args.write.write_text(text)
+        write_section(args.write, section, BEGIN, END)
     return 0
 
 

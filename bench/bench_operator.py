@@ -51,13 +51,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchdoc import markers, write_section
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("api", "operator", "runner", "hack")
 for folder in reversed(SOURCE_DIRS):
     sys.path.insert(0, str(REPO / folder))
 
-BEGIN = "<!-- bench_operator:begin -->"
-END = "<!-- bench_operator:end -->"
+BEGIN, END = markers("bench_operator")
 WATCHED = "bench-operator"
 BARE = "bench-bare"
 SYSTEM = "kubegym-system"
@@ -586,15 +587,6 @@ def report(bench: Bench, command: str, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 100, 5 probes, a 20 s idle minute")
@@ -638,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = report(bench, command, time.monotonic() - started)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, BEGIN, END)
     return 0
 
 

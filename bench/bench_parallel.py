@@ -50,12 +50,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchdoc import markers, write_section
+
 REPO = Path(__file__).resolve().parents[1]
 for folder in ("api", "runner", "operator", "hack"):
     sys.path.insert(0, str(REPO / folder))
 
-BEGIN = "<!-- bench_parallel:begin -->"
-END = "<!-- bench_parallel:end -->"
+BEGIN, END = markers("bench_parallel")
 NAMESPACE = "bench-parallel"
 GROUP_PATH = "/apis/kubegym.io/v1alpha1"
 #: The stretch of each budget the throughput is measured over.
@@ -607,16 +608,6 @@ def report(bench: Bench, results: list[Result], outage: Outage | None, command: 
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nResults of the `bench/` scripts.\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -684,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = report(bench, results, outage, command, time.monotonic() - started)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, BEGIN, END)
     return 0
 
 

@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchdoc import markers, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "experiment-cartpole-sweep.yaml"
 BASELINE = "c096592"
 WORKTREES = Path.home() / ".cache" / "kubegym" / "bench"
-BEGIN = "<!-- bench_sweep:begin -->"
-END = "<!-- bench_sweep:end -->"
+BEGIN, END = markers("bench_sweep")
 NAMESPACE = "bench-sweep"
 GROUP_PATH = "/apis/kubegym.io/v1alpha1"
 SOURCE_DIRS = ("api", "operator", "runner", "cli", "hack")
@@ -251,15 +251,6 @@ def report(before: dict[str, Any], now: dict[str, Any], baseline: str, command: 
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--baseline", default=BASELINE, help=f"git ref of the 'before' tree (default {BASELINE})")
@@ -285,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     section = report(before, now, args.baseline, command, args.after)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, section, BEGIN, END)
     return 0
 
 

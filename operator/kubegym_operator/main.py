@@ -177,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     import kubegym_operator.handlers  # noqa: F401 - registers every kind's handlers
 
     namespaces = args.namespace or [n for n in os.environ.get("KUBEGYM_WATCH_NAMESPACES", "").split(",") if n]
-    STATE.namespaces = tuple(namespaces)
     asyncio.run(
         kopf.operator(
             standalone=True,

@@ -11,8 +11,6 @@ from kubegym_operator.settings import Settings
 @dataclass
 class OperatorState:
     settings: Settings = field(default_factory=Settings)
-    #: Namespaces watched; empty means cluster-wide.
-    namespaces: tuple[str, ...] = ()
     #: Set while this replica may reconcile: at once without leader election, else once it holds
     #: the Lease. A standby keeps its watches and view warm but reconciles nothing.
     leading: threading.Event = field(default_factory=threading.Event)

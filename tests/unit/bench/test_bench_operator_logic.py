@@ -90,5 +90,5 @@ def test_the_report_judges_the_targets(bench: ModuleType, tmp_path: Path) -> Non
     assert "<= 15 s: **NOT met**" in bench.report(fake, "cmd", 600)
     doc = tmp_path / "b.md"
     doc.write_text(f"x\n{bench.BEGIN}\nold\n{bench.END}\ny\n")
-    bench.write_section(doc, f"{bench.BEGIN}\nnew\n{bench.END}")
+    bench.write_section(doc, f"{bench.BEGIN}\nnew\n{bench.END}", bench.BEGIN, bench.END)
     assert doc.read_text() == f"x\n{bench.BEGIN}\nnew\n{bench.END}\ny\n"

@@ -62,7 +62,7 @@ def test_quick_defaults_and_the_section_replaces_its_markers(bench: ModuleType, 
     assert (full.ks, full.freeze, full.algos) == ([1, 2, 4], 60.0, ["ppo", "dqn"])
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\nbefore\n\n{bench.BEGIN}\nold\n{bench.END}\n\nafter\n")
-    bench.write_section(doc, f"{bench.BEGIN}\nnew\n{bench.END}")
+    bench.write_section(doc, f"{bench.BEGIN}\nnew\n{bench.END}", bench.BEGIN, bench.END)
     assert doc.read_text() == f"# Benchmarks\n\nbefore\n\n{bench.BEGIN}\nnew\n{bench.END}\n\nafter\n"
 
 
