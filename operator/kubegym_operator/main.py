@@ -31,8 +31,11 @@ import kopf
 from kubegym_operator import leadership, metrics
 from kubegym_operator.settings import LeaderElection, SettingsError, load_leader_election, load_settings
 from kubegym_operator.state import STATE
+from kubegym_operator.workqueue import REQUESTS
 
 RESYNC_SECONDS = 30.0
+#: Threads that reconcile what the handlers queue (the reconciles wait on the API server, not the CPU).
+RECONCILE_WORKERS = 8
 
 
 @kopf.on.startup()
@@ -41,7 +44,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.execution.max_workers = 8
+    # What still runs on kopf's executor: startup and cleanup; events only queue keys (workqueue).
+    settings.execution.max_workers = 2
 
 
 @kopf.on.startup()
@@ -112,6 +116,7 @@ def start_resync(memo: kopf.Memo, **indices: Any) -> None:
     from kubegym_operator.handlers import RESYNC, watched
 
     watched.attach(indices)
+    REQUESTS.start(RECONCILE_WORKERS)
 
     stop = threading.Event()
     memo.stop_resync = stop
@@ -133,6 +138,7 @@ def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     stop: threading.Event | None = memo.get("stop_resync")
     if stop is not None:
         stop.set()
+    REQUESTS.stop()
 
 
 @kopf.on.cleanup()

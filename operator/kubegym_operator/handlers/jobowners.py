@@ -5,6 +5,10 @@ that names it on them; a label value is cut at 63 characters), and the end of a 
 the Benchmarks that wait for it. The reconcile reads the watch-fed view, so an event that
 changed nothing costs no API call.
 
+The handlers are ``async`` and only add the owner's key to the work queue
+(:data:`~kubegym_operator.workqueue.REQUESTS`), whose threads reconcile: kopf drops the event at
+once instead of holding it until an executor thread is free (see :mod:`kubegym_operator.workqueue`).
+
 Only ``on.event`` handlers, never kopf's change-detecting ones (create/update/resume/delete),
 and they return nothing: kopf keeps no diff-base and no progress on the objects, and posts none
 of its Events, so nothing in their metadata or spec is written but by the user and Argo CD sees
@@ -32,6 +36,7 @@ from kubegym_operator.jobowners.trainingrun import TrainingRunJobs
 from kubegym_operator.reconciler import JobOwner
 from kubegym_operator.settings import Settings
 from kubegym_operator.state import STATE
+from kubegym_operator.workqueue import REQUESTS
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,24 @@ def reconcile(owner: OwnerWatch, namespace: str, name: str) -> None:
     reconciler.reconcile(owner.adapter(STATE.settings), CLUSTER, namespace, name)
 
 
-def register(owner: OwnerWatch) -> None:
-    """The handlers of one kind: its own events, its Jobs' and its pods'."""
+def request(owner: OwnerWatch, namespace: str, name: str) -> None:
+    """Queue a reconcile of ``namespace/name`` of ``owner``'s kind (folded with any already waiting)."""
+    REQUESTS.add((owner.id, namespace, name))
 
-    def owner_event(name: str | None, namespace: str | None, **_: Any) -> None:
+
+def register(owner: OwnerWatch) -> None:
+    """The handlers of one kind: its own events, its Jobs' and its pods'; and its queue route."""
+    REQUESTS.route(owner.id, lambda namespace, name: reconcile(owner, namespace, name))
+
+    async def owner_event(name: str | None, namespace: str | None, **_: Any) -> None:
         # DELETED too: the reconcile finds it gone in the view and drops what its adapter tracked.
         if namespace and name:
-            reconcile(owner, namespace, name)
+            request(owner, namespace, name)
 
-    def child_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    async def child_event(annotations: Mapping[str, str], namespace: str | None, **_: Any) -> None:
         name = annotations.get(owner.owner_annotation)
         if namespace and name:
-            reconcile(owner, namespace, name)
+            request(owner, namespace, name)
 
     kopf.on.event(GROUP, VERSION, owner.plural, id=f"{owner.id}_event")(owner_event)
     kopf.on.event("batch", "v1", "jobs", labels={owner.child_label: kopf.PRESENT}, id=f"{owner.id}_job_event")(
@@ -88,9 +99,9 @@ for _owner in OWNERS:
 
 
 @kopf.on.event(GROUP, VERSION, TRAINING_RUNS, id="waiting_benchmarks_event")
-def waiting_benchmarks_event(name: str | None, namespace: str | None, **_: Any) -> None:
+async def waiting_benchmarks_event(name: str | None, namespace: str | None, **_: Any) -> None:
     """A referenced run that appeared, moved or finished wakes the Benchmarks waiting for it (an
     in-memory lookup; the reconcile writes only when the run's phase changed)."""
     if namespace and name:
         for waiting in WAITING.waiting_for(namespace, name):
-            reconcile(BENCHMARK, namespace, waiting)
+            request(BENCHMARK, namespace, waiting)

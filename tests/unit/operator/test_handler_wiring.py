@@ -13,6 +13,7 @@ import pytest
 import kubegym_operator.handlers  # noqa: F401 - registers every handler
 from kubegym_operator.handlers import jobowners, watched
 from kubegym_operator.watched import Kind
+from kubegym_operator.workqueue import REQUESTS
 
 
 def watching_ids() -> list[str]:
@@ -74,7 +75,11 @@ def test_events_reach_their_owners_reconcile(
 ) -> None:
     seen: list[tuple[str, str, str]] = []
     monkeypatch.setattr(jobowners, "reconcile", lambda o, ns, n: seen.append((o.id, ns, n)))
-    assert _handler(handler_id)(namespace="ns", **kwargs) is None  # a result would be written into status
+    handler = _handler(handler_id)
+    assert asyncio.iscoroutinefunction(handler)  # never parks an event on kopf's executor
+    assert asyncio.run(handler(namespace="ns", **kwargs)) is None  # a result would be written into status
+    assert seen == []  # queued, not reconciled on kopf's loop
+    REQUESTS.drain()
     assert seen == ([(owner, "ns", name)] if owner else [])
 
 
