@@ -57,6 +57,8 @@ ALLOWED_GLOBALS = frozenset(
         "numpy.random.bit_generator:SeedSequence",
         "numpy.random.bit_generator:__pyx_unpickle_SeedSequence",
         "torch:device",
+        # rl-zoo3's lin_<x> schedules (presets, and the spec's own lin_3e-4) are saved as this class.
+        "rl_zoo3.utils:SimpleLinearSchedule",
     }
 )
 #: Modules whose *classes* (never functions) a pickle may name: SB3/sb3-contrib policies, buffers,

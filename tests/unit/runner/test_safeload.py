@@ -69,6 +69,15 @@ def test_what_every_algorithm_saves_loads_safely(algorithm: str, env_id: str, tm
         assert loaded.replay_buffer.size() == model.replay_buffer.size()  # type: ignore[attr-defined]
 
 
+def test_an_rl_zoo3_linear_schedule_loads(tmp_path: Path) -> None:
+    from rl_zoo3.utils import linear_schedule
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, learning_rate=linear_schedule(3e-4))
+    model.save(tmp_path / "model.zip")
+    loaded = load_algorithm(PPO, tmp_path / "model.zip", device="cpu")
+    assert type(loaded.learning_rate).__name__ == "SimpleLinearSchedule"
+
+
 def _inject(archive: Path, key: str, payload: Any) -> Path:
     """A copy of ``archive`` whose data[key] is ``payload`` pickled, as SB3 stores objects."""
     out = archive.with_name(f"hostile-{key}.zip")
