@@ -219,16 +219,13 @@ class Trainer:
     def _own_provenance(self) -> Provenance:
         """This run as its manifests record it: uid, algorithm, env and the spaces its model has,
         read off the evaluation env (built now: it is the training env's wrappers on one copy)."""
-        self._eval_env = self._evaluation_env()
-        # stable-baselines3 puts channel-last image envs behind VecTransposeImage: the model's
-        # spaces are those of the wrapped env (the wrapper made here is only looked at).
-        model_env = BaseAlgorithm._wrap_env(self._eval_env, verbose=0)
+        observation_space, action_space = model_spaces(self._evaluation_env())
         return Provenance(
             run_uid=self.config.run_uid,
             algorithm=self.plan.algorithm.__name__,
             env_id=self.plan.env.env_id,
-            observation_space=describe_space(model_env.observation_space),
-            action_space=describe_space(model_env.action_space),
+            observation_space=observation_space,
+            action_space=action_space,
         )
 
     def _evaluation_env(self) -> VecEnv:
@@ -561,6 +558,14 @@ class Trainer:
             compute=self.compute,
             storage=self.storage_report.status(self.uploader.health()),
         )
+
+
+def model_spaces(env: VecEnv) -> tuple[str, str]:
+    """The spaces a model built on ``env`` has, described (:func:`~kubegym_runner.provenance.describe_space`):
+    stable-baselines3 puts a channel-last image env behind ``VecTransposeImage`` first, so those are
+    the wrapped env's (the wrapper made here is only looked at)."""
+    wrapped = BaseAlgorithm._wrap_env(env, verbose=0)
+    return describe_space(wrapped.observation_space), describe_space(wrapped.action_space)
 
 
 def compute_status(threads: ThreadSettings, plan: TrainingPlan) -> ComputeStatus:

@@ -441,3 +441,35 @@ def test_an_upload_records_the_archives_spaces(monkeypatch: pytest.MonkeyPatch, 
     folder = S3Uri.parse(uploaded.uri)
     manifest = Manifest.model_validate_json(memory.objects[(BUCKET, folder.join(MANIFEST_NAME).key)])
     assert Provenance.of(manifest) == Provenance(None, "PPO", "", BOX, TWO)
+
+
+class _Camera(gym.Env[Any, Any]):
+    """A channel-last image env, as Atari's are before SB3 transposes them."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 48, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.observation_space.sample(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize("make", [_Camera, lambda: gym.make("CartPole-v1")], ids=["image", "vector"])
+def test_the_runs_spaces_are_its_models(make: Any) -> None:
+    """What a run compares a checkpoint with is what its model (and so its manifests) records, also
+    where stable-baselines3 transposes the images."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from kubegym_runner.train import model_spaces
+
+    policy = "CnnPolicy" if make is _Camera else "MlpPolicy"
+    model = PPO(policy, DummyVecEnv([make]), n_steps=16, batch_size=16, device="cpu")
+    expected = (describe_space(model.observation_space), describe_space(model.action_space))
+    assert model_spaces(DummyVecEnv([make])) == expected
+    if make is _Camera:
+        assert expected[0] == "Box(shape=(3, 64, 48), dtype=uint8)"
