@@ -41,8 +41,15 @@ class TrainConfig(AgentSpec):
     kind: Literal["train"] = "train"
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
     storage: S3Storage
-    #: Key prefix of this run's artifacts (``<prefix>/<namespace>/<name>``), fixed by the operator.
+    #: Key prefix of this run's own artifacts (``<prefix>/<namespace>/<name>/<uid>``, as the run's
+    #: ``status.artifacts`` records it), fixed by the operator.
     run_prefix: str
+    run_uid: str | None = Field(
+        default=None,
+        max_length=128,
+        description="metadata.uid of the TrainingRun: written into every manifest; the runner resumes only from "
+        "checkpoints of its own prefix that carry it (None: a configuration from before uids were recorded).",
+    )
     resume_from: str | None = Field(default=None, description="s3:// URI of a checkpoint folder to start from.")
     report_to: RunRef | None = None
     report_interval_seconds: float = Field(default=10.0, ge=1.0)

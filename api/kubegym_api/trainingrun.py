@@ -6,7 +6,8 @@ means the same in the CRD, in the Job and in the runner. CEL rules reject at app
 never work (a cuda run without a GPU, a run with no length) and edits that the already-rendered
 Job could not follow (the immutable fields).
 
-The status has two writers: the operator writes phase, conditions and times; the runner writes
+The status has two writers: the operator writes phase, conditions, times and where the run's
+artifacts are (``status.artifacts``, fixed with the first Job); the runner writes
 ``progress``, ``checkpoints`` and ``result`` (the models below :class:`TrainingRunSpec`) through an
 identity that may patch this run's status and nothing else.
 """
@@ -56,7 +57,7 @@ class CheckpointSpec(CheckpointPolicy):
         default=None,
         description=(
             "Bucket, prefix, endpoint and credentials Secret. Defaults to the operator's "
-            "storage. Artifacts go under <prefix>/<namespace>/<name>/."
+            "storage. Artifacts go under <prefix>/<namespace>/<name>/<uid>/ (status.artifacts)."
         ),
     )
 
@@ -70,7 +71,11 @@ class EvaluationConfig(Model):
 
 
 class ResumeFrom(Model):
-    """A checkpoint to start from instead of from scratch (the run's own checkpoints win)."""
+    """A checkpoint to start from instead of from scratch (the run's own checkpoints win).
+
+    The only way a run starts from another run's artifacts: the runner checks that the source
+    was saved by the same algorithm for the same observation and action spaces, and fails the
+    run with a UserError naming both otherwise."""
 
     model_config = rules(
         validation_rule(
@@ -203,7 +208,9 @@ class TrainingRunSpec(AgentSpec):
     )
     resume_from: ResumeFrom | None = Field(
         default=None,
-        description="Start from a checkpoint of another run or a URI instead of from scratch.",
+        description="Start from a checkpoint of another run or a URI instead of from scratch: the only way a "
+        "run starts from artifacts not its own. The source must be of the same algorithm and observation/action "
+        "spaces, else the run fails before training (reason UserError).",
     )
     resources: Resources = Field(
         default_factory=Resources,
@@ -360,8 +367,27 @@ class TrainingResult(Model):
     model_uri: str | None = Field(default=None, description="s3:// URI of the final model folder (final/).")
 
 
+class RunArtifacts(Model):
+    """Where a run's artifacts are, as ``status.artifacts``: chosen by the operator when it first
+    creates the run's Job and never changed afterwards (the API server refuses a change), so an
+    operator upgrade or a new default storage never moves a run's checkpoints, and a run created
+    again under the same name (a new uid) never finds its predecessor's."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket of the run's artifacts.")
+    prefix: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Key prefix of the run's folder: <prefix>/<namespace>/<name>/<uid> (runs started before "
+        "kubegym recorded it: <prefix>/<namespace>/<name>).",
+    )
+    uri: str = Field(
+        max_length=1100,
+        description="s3://<bucket>/<prefix>/: checkpoints/<step>/, final/ and eval/ are under it.",
+    )
+
+
 class TrainingRunStatus(Model):
-    """Observed state: the operator writes phase, conditions and times; the runner writes
+    """Observed state: the operator writes phase, conditions, times and artifacts; the runner writes
     progress, checkpoints and result."""
 
     phase: Phase | None = Field(
@@ -385,6 +411,11 @@ class TrainingRunStatus(Model):
     start_time: datetime | None = Field(default=None, description="When the runner first started training.")
     completion_time: datetime | None = Field(default=None, description="When the run succeeded or failed.")
     job_name: str | None = Field(default=None, description="Name of the runner Job.")
+    artifacts: RunArtifacts | None = Field(
+        default=None,
+        description="Where the run's checkpoints, final model and evaluations are; set by the operator "
+        "with the run's first Job and immutable from then on.",
+    )
     node_name: str | None = Field(default=None, description="Node of the current (or last) runner pod.")
     progress: TrainingProgress | None = Field(default=None, description="Training progress, reported by the runner.")
     checkpoints: CheckpointStatus | None = Field(
@@ -414,6 +445,13 @@ TRAINING_RUN = ResourceKind(
             "!has(oldSelf.status) || !has(oldSelf.status.startTime) || " + _SCHEDULING_UNCHANGED,
             "spec.scheduling is immutable once the run has started (status.startTime is set); " + _NEW_RUN,
             field_path=".spec.scheduling",
+            reason="FieldValueForbidden",
+        ),
+        validation_rule(
+            "!has(oldSelf.status) || !has(oldSelf.status.artifacts) || "
+            "has(self.status) && has(self.status.artifacts) && self.status.artifacts == oldSelf.status.artifacts",
+            "status.artifacts is immutable once set: the run's artifacts never move",
+            field_path=".status.artifacts",
             reason="FieldValueForbidden",
         ),
         validation_rule(

@@ -2,8 +2,9 @@
 
 The model lands in a content-addressed folder, ``<prefix>/<sha256[:16]>/``, so uploading the
 same file twice is harmless and a URI never changes meaning. With ``--algorithm`` a
-``manifest.json`` (the checkpoints' format: sha256 and size of every object) goes last, and the
-runner then verifies the archive and knows how to load it; ``--vecnormalize`` adds the
+``manifest.json`` (the checkpoints' format: sha256 and size of every object, and the archive's
+observation and action spaces as its ``data`` JSON records them) goes last, and the runner then
+verifies the archive, knows how to load it and whether a ``resumeFrom`` of it fits; ``--vecnormalize`` adds the
 normalisation statistics the model was trained with.
 
 Credentials come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
@@ -61,6 +62,7 @@ def upload(
     """Upload the model (and statistics, and manifest) and return its folder's URI."""
     from kubegym_runner.checkpoints import Manifest, ObjectDigest
     from kubegym_runner.errors import RunnerError
+    from kubegym_runner.provenance import archive_spaces
     from kubegym_runner.storage import S3Uri, Storage, sha256_file
 
     check_archive(model)
@@ -85,15 +87,21 @@ def upload(
         for name, path in files.items():
             storage.upload_file(path, folder.join(name))
         if algorithm is not None:
+            observation_space, action_space = archive_spaces(model)
             manifest = Manifest(
                 step=0,
                 created_at=datetime.now(UTC),
                 wall_time_seconds=0.0,
                 algorithm=algorithm,
                 env_id="",
+                observation_space=observation_space,
+                action_space=action_space,
                 objects=digests,
             )
-            storage.put_bytes(folder.join(MANIFEST_NAME), manifest.model_dump_json(by_alias=True, indent=2).encode())
+            storage.put_bytes(
+                folder.join(MANIFEST_NAME),
+                manifest.model_dump_json(by_alias=True, indent=2, exclude_none=True).encode(),
+            )
     except RunnerError as e:
         raise UploadError(str(e)) from e
     return Upload(uri=f"{folder}/", algorithm=algorithm)

@@ -16,12 +16,16 @@ folders sort lexically in step order, which keeps listings readable in any S3 br
 from then on, e.g. as a ``resumeFrom``), and again after the final evaluation with the
 run's ``result`` added (one PUT, so readers see the old or the new manifest, never a mix).
 That makes the final manifest the durable record of ``status.result``.
+
+Every manifest also says whose the folder is and what it fits: the run's uid, algorithm, env id
+and observation/action spaces (format 2; :mod:`kubegym_runner.provenance` decides from them
+whether a run may load it). Format-1 manifests (no uid, no spaces) are still read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +42,8 @@ MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.zip"
 VECNORMALIZE_NAME = "vecnormalize.pkl"
 REPLAY_BUFFER_NAME = "replay_buffer.pkl"
-MANIFEST_FORMAT_VERSION = 1
+#: 2: ``runUid``, ``observationSpace`` and ``actionSpace`` added.
+MANIFEST_FORMAT_VERSION = 2
 
 
 class _Wire(BaseModel):
@@ -63,6 +68,11 @@ class Manifest(_Wire):
     wall_time_seconds: float
     algorithm: str
     env_id: str
+    #: ``metadata.uid`` of the TrainingRun that wrote the folder (None: format 1, or an upload).
+    run_uid: str | None = None
+    #: The model's spaces (:func:`kubegym_runner.provenance.describe_space`; None: format 1).
+    observation_space: str | None = None
+    action_space: str | None = None
     #: Training episodes finished up to this step (progress continues counting from it).
     episodes: int = 0
     objects: dict[str, ObjectDigest]
@@ -186,8 +196,12 @@ def write_folder(
     algorithm: str,
     env_id: str,
     episodes: int = 0,
+    run_uid: str | None = None,
+    observation_space: str | None = None,
+    action_space: str | None = None,
 ) -> Manifest:
-    """Upload ``files`` (name → local path) into ``folder``, then its manifest.
+    """Upload ``files`` (name → local path) into ``folder``, then its manifest (with the step,
+    wall time, episodes and provenance given: the run's uid, algorithm, env id and spaces).
 
     An existing manifest is removed first so that, while objects are replaced,
     no reader takes the folder for complete.
@@ -203,6 +217,9 @@ def write_folder(
         wall_time_seconds=wall_time_seconds,
         algorithm=algorithm,
         env_id=env_id,
+        run_uid=run_uid,
+        observation_space=observation_space,
+        action_space=action_space,
         episodes=episodes,
         objects=objects,
     )
@@ -255,17 +272,27 @@ def scan(storage: Storage, checkpoints: S3Uri) -> Listing:
     return Listing(folders, complete)
 
 
-def prune(storage: Storage, checkpoints: S3Uri, keep_last: int) -> tuple[list[int], list[Checkpoint]]:
+def prune(
+    storage: Storage,
+    checkpoints: S3Uri,
+    keep_last: int,
+    is_own: Callable[[Manifest], bool] | None = None,
+) -> tuple[list[int], list[Checkpoint]]:
     """Delete all but the newest ``keep_last`` complete checkpoints.
 
-    Returns the deleted steps and the complete checkpoints kept (newest first).
+    ``is_own`` tells the run's own checkpoints from another run's (found in an old-layout folder):
+    those are neither counted nor deleted. Returns the deleted steps and the complete checkpoints
+    kept (newest first).
     """
     listing = scan(storage, checkpoints)
-    doomed = steps_to_prune((c.step for c in listing.complete), listing.folders, keep_last)
+    foreign = {c.step for c in listing.complete if is_own is not None and not is_own(c.manifest)}
+    own = [c for c in listing.complete if c.step not in foreign]
+    present = [step for step in listing.folders if step not in foreign]
+    doomed = steps_to_prune((c.step for c in own), present, keep_last)
     for step in doomed:
         folder = checkpoints.join(step_folder_name(step))
         # The manifest goes first: from then on no reader takes the folder for complete.
         names = sorted(listing.folders[step], key=lambda name: name != MANIFEST_NAME)
         storage.delete([folder.join(name) for name in names])
-    kept = [c for c in listing.complete if c.step not in set(doomed)]
+    kept = [c for c in own if c.step not in set(doomed)]
     return doomed, kept

@@ -3,7 +3,9 @@
 1. Resolve the plan (algorithm, preset, hyperparameters, env): user errors fail here,
    before storage is touched.
 2. Find where to start: the newest complete checkpoint of this run (a restarted pod
-   resumes), else ``resumeFrom``, else from scratch.
+   resumes; only one whose manifest is this run's: its uid, algorithm, env and spaces), else
+   ``resumeFrom`` (only one of the same algorithm and spaces: otherwise a UserError naming
+   both, before training), else from scratch (:mod:`kubegym_runner.provenance`).
 3. ``learn(total - done, reset_num_timesteps=False)``: timestep counts and schedules
    continue where the checkpoint left them. Callbacks checkpoint to S3 every
    ``checkpoint.everySteps`` (keeping the newest ``keepLast``), evaluate every
@@ -58,6 +60,7 @@ from kubegym_runner.checkpoints import (
     VECNORMALIZE_NAME,
     Checkpoint,
     IncompleteCheckpointError,
+    Manifest,
     RunLayout,
     download_folder,
     prune,
@@ -72,6 +75,7 @@ from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, ru
 from kubegym_runner.errors import TerminatedError, UserError
 from kubegym_runner.plan import TrainingPlan, build_plan
 from kubegym_runner.progress import ProgressReporter, StorageReport, Throughput, make_progress
+from kubegym_runner.provenance import Provenance, describe_space, foreign_reason, resume_mismatch
 from kubegym_runner.safeload import load_algorithm, load_replay_buffer
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
@@ -156,6 +160,10 @@ class Trainer:
         self._stop_callback: StopOnTermination | None = None
         self._plan: TrainingPlan | None = None
         self._eval_env: VecEnv | None = None
+        self._provenance: Provenance | None = None
+        #: Steps of the run's folder that hold another run's complete checkpoint (an old-layout
+        #: folder shared by name): never loaded, pruned or overwritten.
+        self.foreign_steps: set[int] = set()
         #: Uploads beside the training loop; ``uploader.health()`` says whether storage answers.
         self.uploader = Uploader(storage)
         self.storage_report = StorageReport()
@@ -171,6 +179,12 @@ class Trainer:
         assert self._plan is not None, "plan not built yet"
         return self._plan
 
+    @property
+    def provenance(self) -> Provenance:
+        """This run as its manifests record it (uid, algorithm, env id, the model's spaces)."""
+        assert self._provenance is not None, "provenance not known yet"
+        return self._provenance
+
     # --- the run --------------------------------------------------------------------
 
     def run(self) -> TrainingResult:
@@ -183,22 +197,45 @@ class Trainer:
             log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
         self.storage.check_bucket(self.layout.root.bucket)
         self._stop_if_terminated()
-
-        start = self._find_start()
-        self._stop_if_terminated()
-        self._model = self._build_model(start, device)
-        env = self.model.get_env()
-        assert env is not None
         try:
-            self._learn()
-            if self.termination.requested:
-                self._terminate()
-            return self._finish()
+            self._provenance = self._own_provenance()
+            start = self._find_start()
+            self._stop_if_terminated()
+            self._model = self._build_model(start, device)
+            env = self.model.get_env()
+            assert env is not None
+            try:
+                self._learn()
+                if self.termination.requested:
+                    self._terminate()
+                return self._finish()
+            finally:
+                self.uploader.close(CLOSE_UPLOAD_SECONDS)
+                env.close()
         finally:
-            self.uploader.close(CLOSE_UPLOAD_SECONDS)
-            env.close()
             if self._eval_env is not None:
                 self._eval_env.close()
+
+    def _own_provenance(self) -> Provenance:
+        """This run as its manifests record it: uid, algorithm, env and the spaces its model has,
+        read off the evaluation env (built now: it is the training env's wrappers on one copy)."""
+        observation_space, action_space = model_spaces(self._evaluation_env())
+        return Provenance(
+            run_uid=self.config.run_uid,
+            algorithm=self.plan.algorithm.__name__,
+            env_id=self.plan.env.env_id,
+            observation_space=observation_space,
+            action_space=action_space,
+        )
+
+    def _evaluation_env(self) -> VecEnv:
+        if self._eval_env is None:
+            self._eval_env = build_vec_env(self.plan.env, seed=self.config.seed + EVAL_SEED_OFFSET, evaluation=True)
+        return self._eval_env
+
+    def is_own(self, manifest: Manifest) -> bool:
+        """Whether a checkpoint of this run's folder is this run's (another run's is never pruned)."""
+        return foreign_reason(Provenance.of(manifest), self.provenance) is None
 
     def _learn(self) -> None:
         remaining = self.plan.total_timesteps - self.model.num_timesteps
@@ -292,24 +329,54 @@ class Trainer:
     # --- start point and model ------------------------------------------------------------
 
     def _find_start(self) -> StartPoint | None:
-        """This run's newest intact checkpoint, else ``resumeFrom``, else ``None``."""
+        """This run's newest intact checkpoint, else ``resumeFrom``, else ``None``.
+
+        A checkpoint of the run's folder that another run wrote is skipped with a warning, never
+        loaded; a ``resumeFrom`` of another algorithm or other spaces is a UserError.
+        """
         for checkpoint in scan(self.storage, self.layout.checkpoints).complete:
-            try:
-                return self._download(checkpoint.folder, own=True)
-            except IncompleteCheckpointError as e:
-                log.warning("skipping checkpoint %s: %s", checkpoint.folder, e)
+            why = foreign_reason(Provenance.of(checkpoint.manifest), self.provenance)
+            if why is None:
+                try:
+                    start = self._download(checkpoint.folder, own=True)
+                except IncompleteCheckpointError as e:
+                    log.warning("skipping checkpoint %s: %s", checkpoint.folder, e)
+                    continue
+                why = foreign_reason(
+                    Provenance.of(start.checkpoint.manifest).with_archive(start.file(MODEL_NAME)), self.provenance
+                )
+                if why is None:
+                    log.info("resuming from %s (timestep %d)", checkpoint.folder, start.checkpoint.step)
+                    return start
+                shutil.rmtree(start.directory, ignore_errors=True)
+            log.warning("skipping checkpoint %s: not this run's (%s)", checkpoint.folder, why)
+            self.foreign_steps.add(checkpoint.step)
         if self.config.resume_from:
             folder = resolve_resume_folder(self.storage, S3Uri.parse(self.config.resume_from))
             try:
-                return self._download(folder, own=False)
+                start = self._download(folder, own=False)
             except IncompleteCheckpointError as e:
                 raise UserError(f"resumeFrom {folder}: {e}") from e
+            theirs = Provenance.of(start.checkpoint.manifest).with_archive(start.file(MODEL_NAME))
+            problems = resume_mismatch(theirs, self.provenance)
+            if problems:
+                shutil.rmtree(start.directory, ignore_errors=True)
+                raise UserError(
+                    f"resumeFrom {folder} does not fit this run: {'; '.join(problems)}. resumeFrom must name a "
+                    f"checkpoint of the same algorithm and spaces; train {self.provenance.algorithm} from scratch "
+                    "(remove resumeFrom) or resume a run of the checkpoint's algorithm"
+                )
+            log.info("resuming from %s (timestep %d)", folder, start.checkpoint.step)
+            return start
         return None
 
     def _download(self, folder: S3Uri, own: bool) -> StartPoint:
         directory = Path(tempfile.mkdtemp(prefix="start-", dir=self.workdir))
-        manifest = download_folder(self.storage, folder, directory)
-        log.info("resuming from %s (timestep %d)", folder, manifest.step)
+        try:
+            manifest = download_folder(self.storage, folder, directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         return StartPoint(Checkpoint(folder, manifest), directory, own)
 
     def _build_model(self, start: StartPoint | None, device: str) -> BaseAlgorithm:
@@ -366,6 +433,9 @@ class Trainer:
             "algorithm": self.plan.algorithm.__name__,
             "env_id": self.plan.env.env_id,
             "episodes": self.progress_callback.episodes,
+            "run_uid": self.config.run_uid,
+            "observation_space": describe_space(self.model.observation_space),
+            "action_space": describe_space(self.model.action_space),
         }
 
     def _dump(self, directory: Path) -> dict[str, Path]:
@@ -407,21 +477,25 @@ class Trainer:
         """Upload ``files`` as ``checkpoints/<step>/`` and prune (on the uploader's worker)."""
         step = int(fields["step"])
         folder = self.layout.checkpoint(step)
+        if step in self.foreign_steps:
+            log.warning(
+                "checkpoint %d not saved: %s holds another run's checkpoint, which stays as it is", step, folder
+            )
+            return
         write_folder(storage, folder, files, **fields)
         self.last_checkpoint_step = max(step, self.last_checkpoint_step or 0)
-        deleted, kept = prune(storage, self.layout.checkpoints, self.config.checkpoint.keep_last)
+        deleted, kept = prune(storage, self.layout.checkpoints, self.config.checkpoint.keep_last, self.is_own)
         log.info("checkpoint %s (%d kept, %d pruned)", folder, len(kept), len(deleted))
         self.reporter.set_checkpoints(CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept)))
 
     def _run_evaluation(self, evaluation: EvaluationConfig) -> EpisodeStats:
-        if self._eval_env is None:
-            self._eval_env = build_vec_env(self.plan.env, seed=self.config.seed + EVAL_SEED_OFFSET, evaluation=True)
+        eval_env = self._evaluation_env()
         train_env = self.model.get_env()
         if train_env is not None and self.model.get_vec_normalize_env() is not None:
-            sync_envs_normalization(train_env, self._eval_env)
+            sync_envs_normalization(train_env, eval_env)
         return run_episodes(
             self.model,
-            self._eval_env,
+            eval_env,
             evaluation.episodes,
             evaluation.deterministic,
             should_stop=lambda: self.termination.requested,
@@ -484,6 +558,14 @@ class Trainer:
             compute=self.compute,
             storage=self.storage_report.status(self.uploader.health()),
         )
+
+
+def model_spaces(env: VecEnv) -> tuple[str, str]:
+    """The spaces a model built on ``env`` has, described (:func:`~kubegym_runner.provenance.describe_space`):
+    stable-baselines3 puts a channel-last image env behind ``VecTransposeImage`` first, so those are
+    the wrapped env's (the wrapper made here is only looked at)."""
+    wrapped = BaseAlgorithm._wrap_env(env, verbose=0)
+    return describe_space(wrapped.observation_space), describe_space(wrapped.action_space)
 
 
 def compute_status(threads: ThreadSettings, plan: TrainingPlan) -> ComputeStatus:

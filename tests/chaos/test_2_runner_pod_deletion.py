@@ -49,7 +49,7 @@ from tests.chaos.support import (
     wait_pod_gone,
 )
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import s3_client
+from tests.integration.trainingrun.support import artifacts_prefix, s3_client
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -107,7 +107,7 @@ def _delete_and_resume(
     wait_pod_gone(kube, ns, pod, 180)
     gone_at = datetime.now(UTC)
     # Nothing writes this run's checkpoints now: the newest complete one is what must be chosen.
-    folders = checkpoint_folders(s3, bucket, f"{ns}/{CHAOS}")
+    folders = checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, CHAOS))
     assert_manifests_intact(folders, f"{CHAOS} after deletion {len(deleted)}")
     newest = newest_complete(folders, created_before=gone_at)
     assert newest is not None, f"no complete checkpoint of {CHAOS}: {folders}"
@@ -211,7 +211,7 @@ def test_sac_resumes_with_its_replay_buffer_after_three_pod_deletions(
     for name, st in results.items():
         assert_succeeded(st, name)
         ledger.assert_one_job(name)
-        assert_manifests_intact(checkpoint_folders(s3, bucket, f"{ns}/{name}"), name)
+        assert_manifests_intact(checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, name)), name)
     ledger.assert_no_overlap()
     assert ledger.pod_count(CHAOS) == 1 + len(THRESHOLDS), ledger.pods[CHAOS]
     assert ledger.pod_count(CALM) == 1, ledger.pods[CALM]

@@ -37,7 +37,7 @@ from tests.chaos.support import (
     wait_finished,
 )
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import s3_client
+from tests.integration.trainingrun.support import artifacts_prefix, s3_client
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -124,7 +124,7 @@ def test_training_goes_on_while_minio_is_frozen(
             changed_at = (t, value)
         longest_stall = max(longest_stall, t - changed_at[0])
     s3, bucket = s3_client(kube, ns)
-    folders = checkpoint_folders(s3, bucket, f"{ns}/{NAME}")
+    folders = checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, NAME))
     figures.record(
         "3-minio-frozen",
         faults_injected=1,

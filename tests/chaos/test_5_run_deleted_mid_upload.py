@@ -48,7 +48,7 @@ from tests.chaos.support import (
     wait_finished,
 )
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import TR, s3_client
+from tests.integration.trainingrun.support import TR, artifacts_prefix, s3_client
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -112,7 +112,8 @@ def test_deleted_runs_half_written_checkpoints_are_never_chosen(
         kubectl.apply(_full_buffer(A))
         wait_until(lambda: checkpoint_step(kube, ns, A) >= EVERY, 420, f"{A}'s first checkpoint", describe=why)
         (pod,) = runner_pods(kube, ns, A)
-        in_flight = _upload_in_flight(s3, bucket, f"{ns}/{A}", timeout=120)
+        a_prefix = artifacts_prefix(kube, ns, A)  # A's own folder (its uid in the name), read while A exists
+        in_flight = _upload_in_flight(s3, bucket, a_prefix, timeout=120)
         assert in_flight is not None, f"no upload of {A} was seen in flight within 120 s (uploads too fast to catch?)"
         step_in_flight, objects_in_flight = in_flight
         # The run is deleted mid-upload, and its runner dies before the upload ends, as when the
@@ -131,7 +132,7 @@ def test_deleted_runs_half_written_checkpoints_are_never_chosen(
             describe=why,
         )
         # Nothing writes A's storage any more.
-        folders = checkpoint_folders(s3, bucket, f"{ns}/{A}")
+        folders = checkpoint_folders(s3, bucket, a_prefix)
         real_partials = sorted(f.step for f in folders.values() if f.manifest is None)
         assert step_in_flight in real_partials, (step_in_flight, sorted(folders))
         assert_manifests_intact(folders, A)
@@ -142,20 +143,20 @@ def test_deleted_runs_half_written_checkpoints_are_never_chosen(
         # manifest whose folder lacks one of its objects.
         top = max(folders)
         model = s3.get_object(Bucket=bucket, Key=f"{newest.key}/model.zip")["Body"].read()
-        no_manifest = f"{ns}/{A}/checkpoints/{top + 100:012d}"
+        no_manifest = f"{a_prefix}/checkpoints/{top + 100:012d}"
         s3.put_object(Bucket=bucket, Key=f"{no_manifest}/model.zip", Body=model)
-        missing_object = f"{ns}/{A}/checkpoints/{top + 200:012d}"
+        missing_object = f"{a_prefix}/checkpoints/{top + 200:012d}"
         s3.put_object(Bucket=bucket, Key=f"{missing_object}/model.zip", Body=model)
         s3.put_object(
             Bucket=bucket,
             Key=f"{missing_object}/{MANIFEST}",
             Body=json.dumps({**newest.manifest, "step": top + 200}).encode(),
         )
-        planted = checkpoint_folders(s3, bucket, f"{ns}/{A}")
+        planted = checkpoint_folders(s3, bucket, a_prefix)
         assert REPLAY_BUFFER not in planted[top + 200].objects and not planted[top + 200].complete
         assert newest_complete(planted) == newest
 
-        kubectl.apply(_full_buffer(B, resumeFrom={"uri": f"s3://{bucket}/{ns}/{A}/"}))
+        kubectl.apply(_full_buffer(B, resumeFrom={"uri": f"s3://{bucket}/{a_prefix}/"}))
         pod_b = wait_until(lambda: runner_pods(kube, ns, B), 240, f"{B}'s pod", describe=why)[0]
         lines = wait_until(
             lambda: resumes(runner_log(cluster, pod_b["metadata"]["uid"])),
@@ -174,7 +175,7 @@ def test_deleted_runs_half_written_checkpoints_are_never_chosen(
         st = wait_finished(kube, ns, B, 600, operator)
         ledger.poll()
 
-    b_folders = checkpoint_folders(s3, bucket, f"{ns}/{B}")
+    b_folders = checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, B))
     figures.record(
         "5-run-deleted-mid-upload",
         faults_injected=1,

@@ -38,7 +38,7 @@ from tests.chaos.support import (
     wait_finished,
 )
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import s3_client
+from tests.integration.trainingrun.support import artifacts_prefix, s3_client
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -81,7 +81,7 @@ def test_run_resumes_after_the_whole_cluster_restarts(
         up_seconds, t_up = since(t_back), time.monotonic()
         reconnect(kube)
         s3, bucket = s3_client(kube, ns)
-        folders = checkpoint_folders(s3, bucket, f"{ns}/{NAME}")
+        folders = checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, NAME))
         newest = newest_complete(folders, created_before=down_at)
 
         def moving() -> bool:
@@ -124,4 +124,4 @@ def test_run_resumes_after_the_whole_cluster_restarts(
     assert [j["metadata"]["uid"] for j in jobs] == [job_uid]
     ledger.assert_one_job(NAME)
     ledger.assert_no_overlap()
-    assert_manifests_intact(checkpoint_folders(s3, bucket, f"{ns}/{NAME}"), NAME)
+    assert_manifests_intact(checkpoint_folders(s3, bucket, artifacts_prefix(kube, ns, NAME)), NAME)

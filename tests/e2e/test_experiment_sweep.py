@@ -119,7 +119,7 @@ def test_cartpole_sweep(kube: Kube, namespace: str, kubectl: Kubectl, operator: 
     scores: dict[str, list[tuple[int, float]]] = {}
     for run in runs:
         final = json.loads(
-            s3.get_object(Bucket=bucket, Key=f"{ns}/{run['metadata']['name']}/eval/final.json")["Body"].read()
+            s3.get_object(Bucket=bucket, Key=f"{run['status']['artifacts']['prefix']}/eval/final.json")["Body"].read()
         )
         score = round(float(np.mean(final["episodeRewards"])), 4)
         config = run["metadata"]["labels"]["kubegym.io/configuration"]

@@ -195,7 +195,9 @@ def test_the_installed_operator_trains_the_cartpole_example(trained: Trained, re
     status = trained.run["status"]
     assert status["phase"] == "Succeeded", status
     assert status["progress"]["timesteps"] >= SHORT_TIMESTEPS
-    assert status["result"]["modelUri"].startswith(f"s3://{layout.BUCKET}/{trained.namespace}/cartpole-ppo/")
+    folder = f"s3://{layout.BUCKET}/{trained.namespace}/cartpole-ppo/{trained.run['metadata']['uid']}/"
+    assert status["artifacts"]["uri"] == folder
+    assert status["result"]["modelUri"].startswith(f"{folder}final")
     # Argo CD would have shown it Progressing while it trained, then Healthy.
     assert trained.healths[0].status == "Progressing"
     assert trained.healths[-1] == Health("Healthy", "the runner finished training")

@@ -29,13 +29,13 @@ from kubegym_api.benchmark import KIND, PLURAL, BenchmarkSettings, BenchmarkSpec
 from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig, RunRef
 from kubegym_api.storage import S3Storage
 from kubegym_api.trainingrun import TrainingRunSpec
+from kubegym_operator.builders.artifacts import namespaced_prefix, run_location
 from kubegym_operator.builders.job import (
     COMPONENT_LABEL,
     QUEUE_LABEL,
     Manifest,
     RenderError,
     placement,
-    run_prefix,
     runner_env,
     runner_job_spec,
     runner_pod_spec,
@@ -103,17 +103,19 @@ def referenced_runs(spec: BenchmarkSpec) -> list[str]:
 
 
 def final_model_uri(run: Mapping[str, Any], settings: Settings) -> str | None:
-    """The run's final model: what its runner reported, else where its layout puts ``final/``."""
-    uri = ((run.get("status") or {}).get("result") or {}).get("modelUri")
-    if isinstance(uri, str) and uri:
-        return uri
+    """The run's final model: ``final/`` in the run's own folder (``status.artifacts``, written by
+    the operator; see :func:`~kubegym_operator.builders.artifacts.run_location`). What its runner
+    reported in ``status.result.modelUri`` is taken only when it lies in that folder."""
+    reported = ((run.get("status") or {}).get("result") or {}).get("modelUri")
+    reported = reported if isinstance(reported, str) and reported else None
     try:
         spec = TrainingRunSpec.model_validate(run.get("spec") or {})
-        storage = training_storage_of(spec, settings)
+        location = run_location(run, training_storage_of(spec, settings))
     except (ValueError, RenderError):
-        return None
-    meta = run["metadata"]
-    return f"s3://{storage.bucket}/{run_prefix(storage, meta['namespace'], meta['name'])}/final/"
+        return reported
+    if reported is not None and location.contains(reported):
+        return reported
+    return f"{location.uri}final/"
 
 
 def _run_state(run: Mapping[str, Any]) -> str:
@@ -180,7 +182,7 @@ def storage_of(spec: BenchmarkSpec, settings: Settings) -> S3Storage:
 
 def benchmark_prefix(storage: S3Storage, namespace: str, name: str) -> str:
     """Key prefix of a Benchmark's artifacts: ``<prefix>/<namespace>/benchmarks/<name>``."""
-    return run_prefix(storage, namespace, f"benchmarks/{name}")
+    return namespaced_prefix(storage, namespace, "benchmarks", name)
 
 
 def build_evaluate_config(bench: Mapping[str, Any], models: list[BenchmarkModel], settings: Settings) -> EvaluateConfig:

@@ -20,6 +20,7 @@ from kubegym_api.experiment import PLURAL, ExperimentSpec
 from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunRef, dump_config
 from kubegym_api.storage import S3Storage
 from kubegym_api.workload import Resources
+from kubegym_operator.builders.artifacts import namespaced_prefix
 from kubegym_operator.builders.benchmark import benchmark_prefix
 from kubegym_operator.builders.experiment import child_metadata, experiment_labels
 from kubegym_operator.builders.job import (
@@ -28,7 +29,6 @@ from kubegym_operator.builders.job import (
     QUEUE_LABEL,
     Manifest,
     queue_name,
-    run_prefix,
     runner_job_spec,
     runner_pod_spec,
     scheduling_of,
@@ -61,7 +61,7 @@ def benchmark_name(experiment: str, chunk: int) -> str:
 
 def experiment_prefix(storage: S3Storage, namespace: str, name: str) -> str:
     """Key prefix of the Experiment's own artifacts: ``<prefix>/<namespace>/experiments/<name>``."""
-    return run_prefix(storage, namespace, f"experiments/{name}")
+    return namespaced_prefix(storage, namespace, "experiments", name)
 
 
 def report_storage(spec: ExperimentSpec, settings: Settings) -> S3Storage:

@@ -27,6 +27,7 @@ from kubegym_api.experiment import DONE_RUN_PHASES, Direction, ObjectiveMetric, 
 from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_operator.builders import status as run_status
+from kubegym_operator.builders.artifacts import recorded_location
 from kubegym_operator.builders.earlystopping import StopDecision, median_stopping
 from kubegym_operator.builders.experiment import Plan, PlanError, PlannedRun
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for, format_time
@@ -117,8 +118,18 @@ def view(child: Obj) -> ChildView:
         total_timesteps=_int(progress.get("totalTimesteps")) or _int(spec.get("totalTimesteps")),
         last_evaluation=_float((progress.get("lastEvaluation") or {}).get("meanReward")),
         final_reward=_float((st.get("result") or {}).get("meanReward")),
-        latest_checkpoint=(st.get("checkpoints") or {}).get("latestUri") or None,
+        latest_checkpoint=_own_checkpoint(child),
     )
+
+
+def _own_checkpoint(child: Obj) -> str | None:
+    """The run's newest checkpoint as its runner reported it, if it lies in the run's own folder
+    (``status.artifacts``; a run from before it was recorded is taken at its word)."""
+    uri = ((child.get("status") or {}).get("checkpoints") or {}).get("latestUri")
+    location = recorded_location(child)
+    if not isinstance(uri, str) or not uri or (location is not None and not location.contains(uri)):
+        return None
+    return uri
 
 
 def run_phase(child: ChildView) -> RunPhase:

@@ -24,6 +24,7 @@ from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_c
 from kubegym_api.storage import S3Storage
 from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
 from kubegym_api.workload import Resources, Scheduling, Toleration
+from kubegym_operator.builders.artifacts import ARTIFACTS_ANNOTATION, ArtifactLocation, run_location
 from kubegym_operator.builders.naming import (
     label_value,
     runner_identity_name,
@@ -102,16 +103,19 @@ def storage_of(spec: TrainingRunSpec, settings: Settings) -> S3Storage:
     return settings.default_storage
 
 
-def run_prefix(storage: S3Storage, namespace: str, name: str) -> str:
-    """Key prefix of the run's artifacts: ``<prefix>/<namespace>/<name>``."""
-    return "/".join(p for p in (storage.prefix.strip("/"), namespace, name) if p)
-
-
-def checkpoint_uri_of(run: Mapping[str, Any]) -> str | None:
-    """The newest checkpoint another run reported, for ``resumeFrom.trainingRun``."""
+def checkpoint_uri_of(run: Mapping[str, Any], settings: Settings) -> str | None:
+    """The newest checkpoint another run reported, for ``resumeFrom.trainingRun``: only one inside
+    that run's own folder (:func:`~kubegym_operator.builders.artifacts.run_location`), since its
+    runner writes the URI and may point it anywhere."""
     checkpoints = (run.get("status") or {}).get("checkpoints") or {}
     uri = checkpoints.get("latestUri")
-    return uri if isinstance(uri, str) and uri else None
+    if not isinstance(uri, str) or not uri:
+        return None
+    try:
+        location = run_location(run, storage_of(parse_spec(run), settings))
+    except (RenderError, ValueError):
+        return None
+    return uri if location.contains(uri) else None
 
 
 def check_literals(hyperparameters: Mapping[str, Any], where: str) -> None:
@@ -125,7 +129,9 @@ def check_literals(hyperparameters: Mapping[str, Any], where: str) -> None:
 
 def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> TrainConfig:
     """The runner's configuration for this run: the spec's :class:`AgentSpec` fields as they are,
-    the checkpoint policy without its storage, and where the run's artifacts and status live.
+    the checkpoint policy without its storage, and where the run's artifacts and status live (the
+    folder :func:`~kubegym_operator.builders.artifacts.run_location` gives: the recorded one, in
+    its recorded bucket, once there is one).
 
     ``resume_uri`` is the resolved checkpoint of ``spec.resumeFrom.trainingRun`` (see
     :func:`checkpoint_uri_of`); the handler looks the other run up, this stays pure.
@@ -134,6 +140,9 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
     meta = run["metadata"]
     check_literals(spec.hyperparameters, "spec.hyperparameters")
     storage = storage_of(spec, settings)
+    location = run_location(run, storage)
+    if location.bucket != storage.bucket:
+        storage = storage.model_copy(update={"bucket": location.bucket})
     resume_from: str | None = None
     if spec.resume_from is not None:
         if spec.resume_from.uri:
@@ -149,7 +158,8 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
         **fields_of(spec, AgentSpec),
         checkpoint=CheckpointPolicy(**fields_of(spec.checkpoint, CheckpointPolicy)),
         storage=storage,
-        run_prefix=run_prefix(storage, meta["namespace"], meta["name"]),
+        run_prefix=location.prefix,
+        run_uid=meta.get("uid"),
         resume_from=resume_from,
         report_to=RunRef(
             group=GROUP,
@@ -363,7 +373,9 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
     """The runner Job of a TrainingRun (``batch/v1`` manifest, owned by the run).
 
     Raises :class:`RenderError` when the run cannot work (no storage, resume source without
-    a checkpoint): the handler turns it into phase Failed with that reason.
+    a checkpoint): the handler turns it into phase Failed with that reason. The Job carries the
+    run's folder (:data:`~kubegym_operator.builders.artifacts.ARTIFACTS_ANNOTATION`), which the
+    status then records.
     """
     spec = parse_spec(run)
     meta = run["metadata"]
@@ -401,7 +413,11 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
             "name": training_job_name(meta["name"]),
             "namespace": meta["namespace"],
             "labels": job_labels,
-            "annotations": {SCHEDULING_ANNOTATION: scheduling_hash(spec, settings), RUN_NAME_ANNOTATION: meta["name"]},
+            "annotations": {
+                SCHEDULING_ANNOTATION: scheduling_hash(spec, settings),
+                RUN_NAME_ANNOTATION: meta["name"],
+                ARTIFACTS_ANNOTATION: ArtifactLocation(config.storage.bucket, config.run_prefix).uri,
+            },
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,

@@ -1,7 +1,8 @@
 """A TrainingRun's status from what the cluster shows: its Job and that Job's pods.
 
 The operator owns ``phase``, ``reason``, ``message``, ``conditions``, ``observedGeneration``,
-``startTime``, ``completionTime``, ``jobName`` and ``nodeName``; the runner owns ``progress``,
+``startTime``, ``completionTime``, ``jobName``, ``nodeName`` and ``artifacts`` (where the run's
+folder is, recorded once from its Job: :mod:`kubegym_operator.builders.artifacts`); the runner owns ``progress``,
 ``checkpoints`` and ``result``. Reasons name the cause a person can act on (Unschedulable,
 ImagePullFailed, OOMKilled, UserError, ...) rather than the Job's generic failure, so they
 are dug out of pod conditions, container states and the runner's exit code.
@@ -34,7 +35,9 @@ from typing import Any, Literal
 from kubegym_api.exitcodes import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
 from kubegym_api.finalreport import FinalReport, parse_final_report
 from kubegym_api.status import TERMINAL_PHASES, Phase
-from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL
+from kubegym_api.storage import S3Storage
+from kubegym_operator.builders.artifacts import artifacts_status, recorded_location
+from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL, RenderError, parse_spec, storage_of
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.settings import Settings
 
@@ -700,7 +703,31 @@ def compute_status(
     ``pods`` are the Job's pods (label ``batch.kubernetes.io/job-name``), in any order. For a
     Succeeded run without ``status.result`` it also carries the runner's fields rebuilt by
     :func:`recover_result` (and says so in the Succeeded condition, or in a ResultRecovered Event).
+    A run whose status does not say where its artifacts are yet gets ``artifacts`` from its Job
+    (:func:`~kubegym_operator.builders.artifacts.artifacts_status`), once.
     """
+    update = _compute_status(run, job, pods, now=now, settings=settings)
+    if job is not None and recorded_location(run) is None:
+        update.status.update(artifacts_status(run, job, _storage(run, settings)))
+    return update
+
+
+def _storage(run: Obj, settings: Settings) -> S3Storage | None:
+    """The storage the run writes to, None when its spec names none and the operator has no default."""
+    try:
+        return storage_of(parse_spec(run), settings)
+    except (RenderError, ValueError):
+        return None
+
+
+def _compute_status(
+    run: Obj,
+    job: Obj | None,
+    pods: Sequence[Obj],
+    *,
+    now: datetime,
+    settings: Settings,
+) -> StatusUpdate:
     previous: Obj = run.get("status") or {}
     generation = (run.get("metadata") or {}).get("generation")
     if is_terminal(run):

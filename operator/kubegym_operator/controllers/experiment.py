@@ -26,6 +26,7 @@ from kubegym_api.benchmark import MAX_MODELS
 from kubegym_api.experiment import RunPhase
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import metrics
+from kubegym_operator.builders.artifacts import legacy_location, run_location
 from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, render_run
 from kubegym_operator.builders.experiment_report import (
     benchmark_name,
@@ -46,7 +47,7 @@ from kubegym_operator.builders.experiment_status import (
     report_inputs,
     view,
 )
-from kubegym_operator.builders.job import RenderError, run_prefix
+from kubegym_operator.builders.job import RenderError
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, GRACE_LIMITED_REASONS, verdict_of
 from kubegym_operator.clusterapi import ClusterAPI
@@ -243,12 +244,14 @@ def _create_report(
             if c.name in observed.benchmarks
         ]
     benchmarked = frozenset(r.name for c in chunks for r in c.runs)
-    configurations, runs = report_inputs(
-        planned,
-        actions.phases,
-        observed.children,
-        benchmarked,
-        lambda run: run_prefix(storage, meta["namespace"], run),
-    )
+
+    def prefix_of(run: str) -> str:
+        """The run's own folder, as its status records it (the report reads its ``eval/``)."""
+        child = api.get(Kind.TRAINING_RUN, meta["namespace"], run)
+        if child is None:  # gone: whatever it wrote, nothing says where any more
+            return legacy_location(storage, meta["namespace"], run).prefix
+        return run_location(child, storage).prefix
+
+    configurations, runs = report_inputs(planned, actions.phases, observed.children, benchmarked, prefix_of)
     config = build_report_config(exp, planned.spec, configurations, runs, [c.name for c in chunks], settings)
     create_job(api, exp, render_report_job(exp, planned.spec, config, settings), render_report_rbac(exp))

@@ -4,7 +4,7 @@ Rendering and status are the builders' pure functions (:mod:`kubegym_operator.bu
 :mod:`~kubegym_operator.builders.rbac`, :mod:`~kubegym_operator.builders.status`); this module
 only answers the reconciler's questions with them. The one read beyond the run's own Job:
 ``spec.resumeFrom.trainingRun`` names another run whose newest checkpoint the Job starts from,
-looked up in the watched runs when the Job is created.
+looked up in the watched runs when the Job is created (its newest checkpoint inside its own folder).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TrainingRunJobs:
                     "ResumeSourceNotFound",
                     f"resumeFrom.trainingRun: TrainingRun {source.training_run!r} not found in {meta['namespace']}",
                 )
-            resume_uri = checkpoint_uri_of(other)
+            resume_uri = checkpoint_uri_of(other, self.settings)
         job = render_job(owner, self.settings, resume_uri=resume_uri)
         return JobPlan(job, tuple(render_runner_rbac(owner)))
 

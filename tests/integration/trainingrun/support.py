@@ -11,6 +11,7 @@ import yaml
 
 from kubegym_localcluster import layout
 from kubegym_localcluster.kube import Kube
+from tests.support.wait import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 TR = "/apis/kubegym.io/v1alpha1/namespaces/{ns}/trainingruns"
@@ -53,6 +54,15 @@ def phase(kube: Kube, ns: str, name: str) -> str | None:
 
 def condition(st: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return next((c for c in st.get("conditions", []) if c["type"] == ctype), None)
+
+
+def artifacts_prefix(kube: Kube, ns: str, name: str, timeout: float = 120) -> str:
+    """The key prefix of the run's folder, as the operator recorded it in ``status.artifacts`` with
+    the run's first Job (``<prefix>/<namespace>/<name>/<uid>``)."""
+    found: str = wait_until(
+        lambda: (status(kube, ns, name).get("artifacts") or {}).get("prefix"), timeout, f"{name}'s status.artifacts"
+    )
+    return found
 
 
 def s3_client(kube: Kube, ns: str) -> tuple[Any, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import example, keys, s3_client, status
+from tests.integration.trainingrun.support import example, get_run, keys, s3_client, status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -109,12 +109,15 @@ def test_cartpole_preset_trains_survives_disruption_and_succeeds(
 
     # Checkpoints (with manifests) and the final model are in MinIO and load with SB3.
     s3, bucket = s3_client(kube, ns)
-    objects = keys(s3, bucket, f"{ns}/{NAME}/")
-    manifests = [k for k in objects if k.startswith(f"{ns}/{NAME}/checkpoints/") and k.endswith("manifest.json")]
+    run = get_run(kube, ns, NAME)
+    prefix = f"{ns}/{NAME}/{run['metadata']['uid']}"  # the run's own folder: its uid in the name
+    assert st["artifacts"] == {"bucket": bucket, "prefix": prefix, "uri": f"s3://{bucket}/{prefix}/"}
+    objects = keys(s3, bucket, f"{prefix}/")
+    manifests = [k for k in objects if k.startswith(f"{prefix}/checkpoints/") and k.endswith("manifest.json")]
     assert 1 <= len(manifests) <= 3  # keepLast: 3
     final = st["result"]["modelUri"]
-    assert final.startswith(f"s3://{bucket}/{ns}/{NAME}/final")
-    model_key = next(k for k in objects if k.startswith(f"{ns}/{NAME}/final/") and k.endswith(".zip"))
+    assert final.startswith(f"s3://{bucket}/{prefix}/final")
+    model_key = next(k for k in objects if k.startswith(f"{prefix}/final/") and k.endswith(".zip"))
     from stable_baselines3 import PPO
 
     blob = s3.get_object(Bucket=bucket, Key=model_key)["Body"].read()

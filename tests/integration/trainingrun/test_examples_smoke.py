@@ -13,7 +13,7 @@ from typing import Any
 
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
-from tests.integration.trainingrun.support import example, keys, s3_client, status
+from tests.integration.trainingrun.support import artifacts_prefix, example, keys, s3_client, status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -64,7 +64,8 @@ def test_atari_and_pendulum_examples_as_cpu_smokes(
         assert st["phase"] == "Succeeded", st
         assert st["result"]["modelUri"]
     s3, bucket = s3_client(kube, namespace)
-    buffers = [k for k in keys(s3, bucket, f"{namespace}/pendulum-sac/checkpoints/") if k.endswith("replay_buffer.pkl")]
+    prefix = artifacts_prefix(kube, namespace, "pendulum-sac")
+    buffers = [k for k in keys(s3, bucket, f"{prefix}/checkpoints/") if k.endswith("replay_buffer.pkl")]
     assert buffers, "the SAC checkpoints hold no replay buffer"
     log = kubectl.run("logs", "job/breakout-ppo-train").stdout
     assert "CnnPolicy" in log, log[-1500:]

@@ -86,12 +86,53 @@ def test_a_succeeded_run_resolves_to_its_final_model(settings: Settings) -> None
     ]
 
 
-def test_without_a_reported_uri_the_runs_layout_names_its_final_folder(settings: Settings) -> None:
+RECORDED = {
+    "bucket": "kubegym",
+    "prefix": "runs/research/cartpole-strong/r-1",
+    "uri": "s3://kubegym/runs/research/cartpole-strong/r-1/",
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "model_uri"),
+    [
+        # The folder the operator recorded; the runner's report agrees.
+        (
+            {"artifacts": RECORDED, "result": {"modelUri": "s3://kubegym/runs/research/cartpole-strong/r-1/final"}},
+            "s3://kubegym/runs/research/cartpole-strong/r-1/final",
+        ),
+        # A report pointing out of the run's own folder is not believed: the runner writes it.
+        (
+            {"artifacts": RECORDED, "result": {"modelUri": "s3://kubegym/runs/other-team/their-run/final"}},
+            "s3://kubegym/runs/research/cartpole-strong/r-1/final/",
+        ),
+        # A recorded folder in another bucket (the default storage changed since): the recorded one.
+        (
+            {
+                "artifacts": {
+                    **RECORDED,
+                    "bucket": "old-bucket",
+                    "uri": "s3://old-bucket/runs/research/cartpole-strong/r-1/",
+                }
+            },
+            "s3://old-bucket/runs/research/cartpole-strong/r-1/final/",
+        ),
+        # Nothing recorded nor reported: the run's layout, with its uid.
+        ({}, "s3://kubegym/runs/research/cartpole-strong/r-1/final/"),
+        # A run from before the uid, which reported only a checkpoint: the old layout.
+        (
+            {"checkpoints": {"latestUri": "s3://kubegym/runs/research/cartpole-strong/checkpoints/000000001000"}},
+            "s3://kubegym/runs/research/cartpole-strong/final/",
+        ),
+    ],
+    ids=["recorded", "report-outside-its-folder", "recorded-bucket", "uid-layout", "old-layout"],
+)
+def test_a_runs_final_model_is_in_its_own_folder(settings: Settings, status: dict[str, Any], model_uri: str) -> None:
     resolution = resolve_models(
-        parse_spec(make_bench()), {"cartpole-strong": make_run("cartpole-strong", "Succeeded")}, settings
+        parse_spec(make_bench()), {"cartpole-strong": make_run("cartpole-strong", "Succeeded", **status)}, settings
     )
     assert resolution.models is not None
-    assert resolution.models[0].uri == "s3://kubegym/runs/research/cartpole-strong/final/"
+    assert resolution.models[0].uri == model_uri
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,28 @@ def test_view_reads_a_training_run() -> None:
     assert run_phase(replace(v, phase="Succeeded")) == RunPhase.Succeeded  # finishing wins over a late stop
 
 
+@pytest.mark.parametrize(
+    ("artifacts", "latest", "kept"),
+    [
+        (None, "s3://b/lab/sweep-c0-s0/checkpoints/000000004096/", True),  # from before the record: as reported
+        ("s3://b/lab/sweep-c0-s0/u1/", "s3://b/lab/sweep-c0-s0/u1/checkpoints/000000004096/", True),
+        ("s3://b/lab/sweep-c0-s0/u1/", "s3://b/other-team/their-run/checkpoints/000000004096/", False),
+        ("s3://b/lab/sweep-c0-s0/u1/", "", False),
+    ],
+    ids=["not-recorded", "in-its-folder", "outside-its-folder", "empty"],
+)
+def test_a_stopped_runs_checkpoint_is_evaluated_only_from_its_own_folder(
+    artifacts: str | None, latest: str, kept: bool
+) -> None:
+    """The runner writes ``latestUri``: the final Benchmark evaluates it only inside the run's folder."""
+    status: dict[str, Any] = {"phase": "Suspended", "checkpoints": {"latestUri": latest}}
+    if artifacts is not None:
+        bucket, _, prefix = artifacts.removeprefix("s3://").partition("/")
+        status["artifacts"] = {"bucket": bucket, "prefix": prefix.strip("/"), "uri": artifacts}
+    v = view({"metadata": {"name": "sweep-c0-s0"}, "spec": {"suspend": True}, "status": status})
+    assert v.latest_checkpoint == (latest if kept else None)
+
+
 def test_first_reconcile_creates_parallelism_runs_in_order() -> None:
     actions = run_decide(experiment(), Observed())
     assert [r.name for r in actions.create_runs] == NAMES[:2]

@@ -3,8 +3,10 @@ by the reconciler's shared steps; reads from the view only, writes only when som
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from kubegym_api.envvars import CONFIG_ENV
 from kubegym_operator.clusterapi import LiveClusterAPI
 from kubegym_operator.controllers import experiment
 from kubegym_operator.reconciler import ReconcileGate
@@ -100,6 +102,34 @@ def test_report_job_is_created_with_its_identity_once_training_is_done() -> None
     cluster.reset_calls()
     reconcile(cluster)
     assert cluster.writes() == []
+
+
+def test_the_report_reads_each_run_in_the_folder_its_status_records() -> None:
+    """One run recorded its folder (the uid layout), the other is from before the uid (old-layout
+    checkpoints reported, nothing recorded): the report Job reads each where it is."""
+    cluster = FakeCluster(make_experiment())
+    reconcile(cluster)
+    finish_runs(cluster)
+    reconcile(cluster)
+    finish_runs(cluster)
+    first, second = sorted(cluster.of_kind(Kind.TRAINING_RUN), key=lambda r: r["metadata"]["name"])
+    first["status"]["artifacts"] = {
+        "bucket": "kubegym",
+        "prefix": "runs/research/sweep-c0-s0/u0",
+        "uri": "s3://kubegym/runs/research/sweep-c0-s0/u0/",
+    }
+    cluster.update(first)
+    second["status"]["checkpoints"] = {"latestUri": "s3://kubegym/runs/research/sweep-c0-s1/checkpoints/000000010000"}
+    cluster.update(second)
+    reconcile(cluster)
+    job = cluster.obj(Kind.JOB, NAMESPACE, REPORT_JOB)
+    assert job is not None
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    config = json.loads(next(e["value"] for e in container["env"] if e["name"] == CONFIG_ENV))
+    assert {r["name"]: r["runPrefix"] for r in config["runs"]} == {
+        "sweep-c0-s0": "runs/research/sweep-c0-s0/u0",
+        "sweep-c0-s1": "runs/research/sweep-c0-s1",
+    }
 
 
 def test_a_report_pod_that_can_never_start_fails_the_experiment_and_stops_the_job() -> None:

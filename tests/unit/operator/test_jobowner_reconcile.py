@@ -243,12 +243,25 @@ def test_run_that_cannot_work_fails_without_a_job(spec: Obj, reason: str) -> Non
 
 
 def test_run_resumes_from_another_runs_newest_checkpoint() -> None:
-    source = make_run("first", status={"phase": "Suspended", "checkpoints": {"latestUri": "s3://kubegym/x/5000/"}})
+    newest = "s3://kubegym/runs/research/first/uid-trainingrun-first/checkpoints/000000005000/"
+    source = make_run("first", status={"phase": "Suspended", "checkpoints": {"latestUri": newest}})
     cluster = FakeCluster(source, make_run(resumeFrom={"trainingRun": "first"}))
     reconcile_run(cluster)
     job = cluster.obj(Kind.JOB, NAMESPACE, RUN_JOB)
     assert job is not None
-    assert "s3://kubegym/x/5000/" in json.dumps(env_config(job))
+    assert env_config(job)["resumeFrom"] == newest
+
+
+def test_run_does_not_resume_from_a_checkpoint_outside_the_other_runs_folder() -> None:
+    """The other run's runner reports its latestUri: one that points out of that run's own folder
+    (another team's prefix, say) fails this run instead of handing its runner that URI."""
+    elsewhere = "s3://kubegym/runs/other-team/secret/checkpoints/000000005000/"
+    source = make_run("first", status={"phase": "Suspended", "checkpoints": {"latestUri": elsewhere}})
+    cluster = FakeCluster(source, make_run(resumeFrom={"trainingRun": "first"}))
+    reconcile_run(cluster)
+    assert cluster.obj(Kind.JOB, NAMESPACE, RUN_JOB) is None
+    status = status_of(cluster, Kind.TRAINING_RUN, "cartpole")
+    assert (status["phase"], status["reason"]) == ("Failed", "ResumeSourceNotFound")
 
 
 def test_run_in_a_terminating_namespace_is_left_alone_quietly() -> None:

@@ -112,7 +112,9 @@ def test_runs_the_runner_train_command_with_its_config(settings: Settings) -> No
     assert config.checkpoint.every_steps == 5000
     assert config.checkpoint.keep_last == 2
     assert config.storage.bucket == "kubegym"
-    assert config.run_prefix == "runs/research/cartpole"
+    assert config.run_prefix == f"runs/research/cartpole/{UID}"
+    assert config.run_uid == UID
+    assert job["metadata"]["annotations"]["kubegym.io/artifacts"] == f"s3://kubegym/runs/research/cartpole/{UID}/"
     assert config.report_to is not None
     assert (config.report_to.plural, config.report_to.namespace, config.report_to.name) == (
         "trainingruns",
@@ -250,7 +252,7 @@ def test_default_storage_from_settings() -> None:
     assert env_of(job)["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "shared-creds"
     config = TrainConfig.model_validate_json(env_of(job)[CONFIG_ENV]["value"])
     assert config.storage.bucket == "shared"
-    assert config.run_prefix == "research/cartpole"
+    assert config.run_prefix == f"research/cartpole/{UID}"
 
 
 def test_resume_from_uri_and_from_another_run(settings: Settings) -> None:
@@ -261,11 +263,31 @@ def test_resume_from_uri_and_from_another_run(settings: Settings) -> None:
     with pytest.raises(RenderError) as err:
         build_train_config(from_run, settings)
     assert err.value.reason == "ResumeSourceNotFound"
-    other = {"status": {"checkpoints": {"latestUri": uri, "latestStep": 50000}}}
-    resolved = checkpoint_uri_of(other)
-    assert resolved == uri
-    assert build_train_config(from_run, settings, resume_uri=resolved).resume_from == uri
-    assert checkpoint_uri_of({"status": {}}) is None
+    other = make_run()
+    other["metadata"].update(name="old", uid="uid-old")
+    other["status"] = {
+        "artifacts": {
+            "bucket": "kubegym",
+            "prefix": "runs/research/old/uid-old",
+            "uri": "s3://kubegym/runs/research/old/uid-old/",
+        },
+        "checkpoints": {
+            "latestUri": "s3://kubegym/runs/research/old/uid-old/checkpoints/000000050000",
+            "latestStep": 50000,
+        },
+    }
+    resolved = checkpoint_uri_of(other, settings)
+    assert resolved == "s3://kubegym/runs/research/old/uid-old/checkpoints/000000050000"
+    assert build_train_config(from_run, settings, resume_uri=resolved).resume_from == resolved
+    assert checkpoint_uri_of({**other, "status": {}}, settings) is None
+    # The other run's runner reports the URI: one outside that run's own folder is not resumed from.
+    elsewhere = copy.deepcopy(other)
+    elsewhere["status"]["checkpoints"]["latestUri"] = "s3://kubegym/runs/other-team/secret/checkpoints/000000050000"
+    assert checkpoint_uri_of(elsewhere, settings) is None
+    # A run from before the uid reported its checkpoints in the old layout: they are its own.
+    legacy = copy.deepcopy(other)
+    legacy["status"] = {"checkpoints": {"latestUri": uri}}
+    assert checkpoint_uri_of(legacy, settings) == uri
 
 
 # --- updates of a live Job ---------------------------------------------------------------
