@@ -32,9 +32,11 @@ from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
+    check_batch_size,
     hyperparameter_names,
     resolve_class_names,
     resolve_policy,
+    validate_hyperparameter_values,
     validate_hyperparameters,
 )
 from kubegym_runner.compute import Vectorization, available_cpus, choose_vectorization, known_expensive
@@ -103,6 +105,7 @@ def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
     """
     cls = algorithm_class(config.algorithm)
     validate_hyperparameters(cls, config.hyperparameters)
+    validate_hyperparameter_values(cls, config.hyperparameters)
     env = config.environment
     if env.module:
         import_module(env.module, "environment")
@@ -116,6 +119,8 @@ def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
         preset_raw = zoo_entry(cls, env.id, ref.entry)
         source = f"{ref.source}:{ref.entry or env.id}"
     settings = preprocess(resolve_class_names(_zoo_style(config, preset_raw)))
+    if "batch_size" in config.hyperparameters:  # the spec's own batch size (a preset's is tuned for its n_envs)
+        check_batch_size(cls, settings.hyperparameters, settings.n_envs)
 
     env_plan = EnvPlan(
         factory=EnvFactory(
