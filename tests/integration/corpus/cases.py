@@ -90,14 +90,17 @@ Expectation = Rejected | Failed | Waits | Works
 
 
 def rejected(*needles: str) -> Rejected:
+    """Rejected at apply, the error holding every one of ``needles``."""
     return Rejected(needles)
 
 
 def failed(reason: str, *needles: str, max_pods: int = 1) -> Failed:
+    """Failed with ``reason``, the message holding every one of ``needles``, in at most ``max_pods`` pods."""
     return Failed(reason, needles, max_pods)
 
 
 def waits(reason: str, *needles: str) -> Waits:
+    """Held Pending with ``reason``, the message holding every one of ``needles``."""
     return Waits(reason, needles)
 
 
@@ -126,9 +129,11 @@ class Ctx:
         return f"corpus/{self.namespace}/{name}"
 
     def uri(self, name: str) -> str:
+        """The s3:// URI of :meth:`key` ``name``."""
         return f"s3://{self.bucket}/{self.key(name)}"
 
     def put(self, name: str, body: bytes) -> None:
+        """Upload ``body`` as :meth:`key` ``name``."""
         self.s3.put_object(Bucket=self.bucket, Key=self.key(name), Body=body)
 
 
@@ -141,10 +146,13 @@ Hook = Callable[[str, Ctx], None]
 class Case:
     """One bad input and where it must be stopped."""
 
+    #: The test id, and the subject's name unless ``object_name`` is set.
     name: str
     expect: Expectation
     build: Build
+    #: Runs before anything is applied: what the manifests need (an upload, a Secret).
     prepare: Hook | None = None
+    #: Runs once every failure-time case is applied (deleting what the subject waits for).
     after_apply: Hook | None = None
     #: The subject's name when the name is what the case is about (default: the case's name).
     object_name: str | None = None
@@ -153,9 +161,11 @@ class Case:
 
     @property
     def subject(self) -> str:
+        """The name of the object the expectation is about."""
         return self.object_name or self.name
 
     def manifests(self, ctx: Ctx) -> list[Manifest | str]:
+        """What to apply, the subject last."""
         return list(self.build(self.subject, ctx))
 
 
@@ -182,6 +192,7 @@ def run(**spec: Any) -> Build:
 
 
 def run_with_hyperparameters(**hyperparameters: Any) -> Build:
+    """The small TrainingRun with these ``hyperparameters``."""
     return run(hyperparameters=hyperparameters)
 
 
