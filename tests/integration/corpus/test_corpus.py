@@ -39,7 +39,7 @@ PLURALS = {"TrainingRun": "trainingruns", "Benchmark": "benchmarks", "Experiment
 #: The label that ties a kind's Jobs and pods to their owner (an Experiment owns runs, not pods).
 OWNER_LABELS = {"TrainingRun": "kubegym.io/training-run", "Benchmark": "kubegym.io/benchmark"}
 EXPERIMENT_LABEL = "kubegym.io/experiment"
-#: How long the failure-time cases may take together (146-331 s measured on 2 shared cores).
+#: How long the failure-time cases may take together (119-331 s measured on 2 shared cores).
 WAIT_SECONDS = 480
 POLL_SECONDS = 2.0
 
