@@ -273,7 +273,8 @@ def write_status(
 
     ``update`` is a builder's :class:`StatusUpdate` (its Events included) or a status mapping with
     its ``events``; Warning Events are counted in ``kubegym_errors_total`` under ``kind``. Returns
-    the fields written, or None when nothing changed (a no-op reconcile writes nothing).
+    the fields written, or None when nothing changed (a no-op reconcile writes nothing) or the
+    owner was deleted after it was read (404: not an error, nothing is left to write to).
     """
     if isinstance(update, StatusUpdate):
         status: Mapping[str, Any] = update.status
@@ -287,7 +288,15 @@ def write_status(
         api.post_event(owner, event.type, event.reason, event.message)
     if not changed:
         return None
-    api.merge_patch_status(owner, changed)
+    try:
+        api.merge_patch_status(owner, changed)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+        # Deleted after this reconcile read it (the view lags the API server): nothing to write.
+        meta = owner.get("metadata") or {}
+        log.info("%s %s/%s was deleted meanwhile; status not written", kind, meta.get("namespace"), meta.get("name"))
+        return None
     return changed
 
 

@@ -4,14 +4,25 @@ Everything is checked against the algorithm itself rather than a table of ours, 
 SB3 release changes the rules in one place: hyperparameter names come from the class's
 ``__init__`` signature, policies from its ``policy_aliases``, and the supported action
 spaces from SB3's own ``supported_action_spaces`` check (probed with a throw-away env).
+
+Values are checked against the same signature's annotations (an ``int`` argument gets an
+integer, a ``float`` one a number), plus the few bounds SB3 does not check itself but that can
+only diverge or silently mean something else (:data:`VALUE_BOUNDS`, and a batch larger than the
+buffer it is drawn from): SB3 accepts ``gamma: "high"`` or ``learning_rate: 1e308`` at
+construction and fails only once training has started, and then not as a user error.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import importlib
 import inspect
+import math
+import types
+import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -108,6 +119,168 @@ def validate_hyperparameters(cls: type[BaseAlgorithm], hyperparameters: Mapping[
         matches = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(matches)}? " if matches else ""
         raise UserError(f"unknown hyperparameter {name!r} for {cls.__name__}: {hint}valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The closed interval ``[low, high]`` (``low`` excluded when ``low_open``)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g} {'<' if self.low_open else '<='} x <= {self.high:g}"
+
+
+#: Bounds of numeric hyperparameters that SB3 accepts outside them and then diverges (a
+#: learning rate of 1e308 turns the first update into NaN), computes nonsense (a discount
+#: above 1) or quietly replaces (a replay buffer of 0 becomes 1). For learning_rate they bound
+#: the number or the schedule's initial value.
+VALUE_BOUNDS: dict[str, Bound] = {
+    "learning_rate": Bound(0.0, 1.0, low_open=True),
+    "gamma": Bound(0.0, 1.0),
+    "gae_lambda": Bound(0.0, 1.0),
+    "tau": Bound(0.0, 1.0),
+    "exploration_fraction": Bound(0.0, 1.0),
+    "exploration_initial_eps": Bound(0.0, 1.0),
+    "exploration_final_eps": Bound(0.0, 1.0),
+    "buffer_size": Bound(1.0, math.inf),
+}
+
+#: Hyperparameters whose string form is rl-zoo3's linear schedule ``lin_<initial value>``.
+SCHEDULES = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
+
+
+def _is_callable_type(annotation: Any) -> bool:
+    return annotation is collections.abc.Callable or typing.get_origin(annotation) is collections.abc.Callable
+
+
+def _expected(annotation: Any) -> tuple[str | None, bool]:
+    """What an ``__init__`` annotation asks for: ``bool``, ``int``, ``float``, ``schedule`` (a number
+    or a schedule), ``mapping``, or None (not checked here); and whether None is allowed."""
+    args = (
+        set(typing.get_args(annotation))
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else {annotation}
+    )
+    optional = type(None) in args
+    args.discard(type(None))
+    if args in ({bool}, {int}, {float}):
+        return next(iter(args)).__name__, optional
+    if float in args and len(args) == 2 and any(_is_callable_type(a) for a in args):
+        return "schedule", optional
+    if len(args) == 1 and typing.get_origin(next(iter(args))) is dict:
+        return "mapping", optional
+    return None, optional
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _describe_value(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _schedule_start(value: str) -> float | None:
+    """The initial value of rl-zoo3's ``lin_<initial value>``, None if ``value`` is not one."""
+    kind, _, initial = value.partition("_")
+    if kind != "lin":
+        return None
+    try:
+        start = float(initial)
+    except ValueError:
+        return None
+    return start if math.isfinite(start) else None
+
+
+def _value_problem(name: str, value: Any, annotation: Any) -> str | None:
+    """Why ``value`` cannot be ``name`` (typed ``annotation``), or None."""
+    expected, optional = _expected(annotation)
+    if value is None:
+        return None if optional or expected is None else "must be set (null given)"
+    number: float | None = None
+    if expected == "bool":
+        if not isinstance(value, bool):
+            return f"must be true or false, got {_describe_value(value)}"
+    elif expected == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"must be an integer, got {_describe_value(value)}"
+        number = value
+    elif expected == "float":
+        if not _number(value):
+            return f"must be a number, got {_describe_value(value)}"
+        number = value
+    elif expected == "schedule":
+        if isinstance(value, str):
+            number = _schedule_start(value)
+            if number is None:
+                return f"must be a number or a linear schedule 'lin_<initial value>' (e.g. lin_3e-4), got {value!r}"
+        elif _number(value):
+            number = value
+        else:
+            return f"must be a number or a linear schedule 'lin_<initial value>', got {_describe_value(value)}"
+    elif expected == "mapping":
+        if not isinstance(value, Mapping | str):  # a string is rl-zoo3's literal form, parsed later
+            return f"must be a mapping of keyword arguments, got {_describe_value(value)}"
+    elif _number(value):
+        number = value
+    if number is not None:
+        if not math.isfinite(number):
+            return f"must be finite, got {number!r}"
+        bound = VALUE_BOUNDS.get(name)
+        if bound is not None and number not in bound:
+            return f"must satisfy {bound}, got {number!r}"
+    return None
+
+
+def validate_hyperparameter_values(cls: type[BaseAlgorithm], hyperparameters: Mapping[str, Any]) -> None:
+    """Reject values of the wrong type for the constructor's annotation, and values outside
+    :data:`VALUE_BOUNDS`, naming the hyperparameter (names are checked first, by
+    :func:`validate_hyperparameters`)."""
+    params = inspect.signature(cls.__init__).parameters
+    problems = [
+        f"{name} {problem}"
+        for name, value in sorted(hyperparameters.items())
+        if name in params and (problem := _value_problem(name, value, params[name].annotation)) is not None
+    ]
+    if problems:
+        raise UserError(f"invalid hyperparameters for {cls.__name__}: {'; '.join(problems)}")
+
+
+def _argument(cls: type[BaseAlgorithm], hyperparameters: Mapping[str, Any], name: str) -> Any:
+    """The value the constructor will get for ``name``: the given one, else its default."""
+    if name in hyperparameters:
+        return hyperparameters[name]
+    param = inspect.signature(cls.__init__).parameters.get(name)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def check_batch_size(cls: type[BaseAlgorithm], hyperparameters: Mapping[str, Any], n_envs: int) -> None:
+    """Fail when ``batch_size`` exceeds the buffer its batches are drawn from: SB3 trains on
+    anyway (a rollout smaller than the batch is used whole; a replay buffer is sampled with
+    repetition), so the run would not train as its spec says."""
+    batch = _argument(cls, hyperparameters, "batch_size")
+    if not isinstance(batch, int) or isinstance(batch, bool):
+        return
+    n_steps = _argument(cls, hyperparameters, "n_steps")
+    if isinstance(n_steps, int) and not is_off_policy(cls) and batch > n_steps * n_envs:
+        raise UserError(
+            f"batch_size {batch} is larger than the rollout buffer of {cls.__name__} "
+            f"(n_steps {n_steps} x {n_envs} env copies = {n_steps * n_envs} transitions); "
+            "lower batch_size or raise n_steps"
+        )
+    buffer = _argument(cls, hyperparameters, "buffer_size")
+    if isinstance(buffer, int) and is_off_policy(cls) and batch > buffer:
+        raise UserError(
+            f"batch_size {batch} is larger than the replay buffer of {cls.__name__} (buffer_size {buffer}); "
+            "lower batch_size or raise buffer_size"
+        )
 
 
 class _ProbeEnv(gym.Env[np.ndarray, Any]):

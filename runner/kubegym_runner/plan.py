@@ -32,9 +32,11 @@ from kubegym_api.runnerconfig import TrainConfig
 from kubegym_runner.algorithms import (
     algorithm_class,
     check_action_space,
+    check_batch_size,
     hyperparameter_names,
     resolve_hyperparameters,
     resolve_policy,
+    validate_hyperparameter_values,
     validate_hyperparameters,
 )
 from kubegym_runner.compute import Vectorization, available_cpus, choose_vectorization, known_expensive
@@ -104,6 +106,7 @@ def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
     """
     cls = algorithm_class(config.algorithm)
     validate_hyperparameters(cls, config.hyperparameters)
+    validate_hyperparameter_values(cls, config.hyperparameters)
     env = config.environment
     if env.module:
         import_module(env.module, "environment")
@@ -118,6 +121,8 @@ def build_plan(config: TrainConfig, cpus: int | None = None) -> TrainingPlan:
         preset_raw = resolve_hyperparameters(zoo_entry(cls, env.id, ref.entry), f"preset {source}")
     spec_hyperparameters = resolve_hyperparameters(config.hyperparameters, "spec.hyperparameters")
     settings = preprocess(_zoo_style(config, preset_raw, spec_hyperparameters))
+    if "batch_size" in config.hyperparameters:  # the spec's own batch size (a preset's is tuned for its n_envs)
+        check_batch_size(cls, settings.hyperparameters, settings.n_envs)
 
     env_plan = EnvPlan(
         factory=EnvFactory(

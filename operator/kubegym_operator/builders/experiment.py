@@ -210,21 +210,31 @@ def run_name(experiment: str, configuration: str, seed: int) -> str:
     return f"{dns_label(experiment, MAX_LABEL - len(suffix))}{suffix}"
 
 
-def plan(exp: Mapping[str, Any]) -> Plan:
-    """Configurations and runs of an Experiment, or :class:`PlanError`."""
-    spec = parse_spec(exp)
-    check_hyperparameter_names(spec)
-    configurations = configurations_of(spec)
-    seeds = spec.seeds.resolved()
-    if not configurations:
-        raise PlanError("InvalidSearch", "the search yields no configuration")
-    total = len(configurations) * len(seeds)
+def _check_run_count(configurations: int, seeds: int) -> None:
+    total = configurations * seeds
     if total > MAX_RUNS:
         raise PlanError(
             "TooManyRuns",
-            f"{len(configurations)} configurations x {len(seeds)} seeds = {total} runs; "
+            f"{configurations} configurations x {seeds} seeds = {total} runs; "
             f"an Experiment has at most {MAX_RUNS}: shrink the grid, the trials or the seeds, or split it",
         )
+
+
+def plan(exp: Mapping[str, Any]) -> Plan:
+    """Configurations and runs of an Experiment, or :class:`PlanError`.
+
+    A grid's size is checked before it is expanded: the schema allows 32 dimensions of 64 values,
+    far more combinations than memory holds, and every reconcile of the Experiment plans again.
+    """
+    spec = parse_spec(exp)
+    check_hyperparameter_names(spec)
+    seeds = spec.seeds.resolved()
+    if spec.search is not None and spec.search.grid is not None:
+        _check_run_count(math.prod(len(values) for values in spec.search.grid.values()), len(seeds))
+    configurations = configurations_of(spec)
+    if not configurations:
+        raise PlanError("InvalidSearch", "the search yields no configuration")
+    _check_run_count(len(configurations), len(seeds))
     check_hyperparameter_literals(spec, configurations)
     name = exp["metadata"]["name"]
     runs = [

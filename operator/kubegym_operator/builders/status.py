@@ -353,14 +353,17 @@ def _finished(run: Obj, job: Obj, pods: Sequence[Obj]) -> Verdict:
             "the run exceeded runPolicy.activeDeadlineSeconds "
             f"({policy.get('activeDeadlineSeconds', '?')}s); raise it or train fewer timesteps",
         )
-    last = _newest(_failed_pods(pods))
+    failed_pods = _failed_pods(pods)
+    last = _newest(failed_pods)
     cause = pod_failure(last) if last is not None else None
     if job_reason == "PodFailurePolicy":
         if cause is not None and cause[0] == Reason.USER_ERROR:
             return Verdict(Phase.Failed.value, *cause)
         return Verdict(Phase.Failed.value, Reason.USER_ERROR, job_message)
     if job_reason == "BackoffLimitExceeded":
-        attempts = _status(job).get("failed", "?")
+        # The Job is FailureTarget before its counter counts the pod that exceeded the limit, and a
+        # finished run's status is not written again: count the failed pods too.
+        attempts = max(int(_status(job).get("failed") or 0), len(failed_pods)) or "?"
         limit = policy.get("backoffLimit", "?")
         tried = f"failed {attempts} times (runPolicy.backoffLimit {limit})"
         if cause is not None and cause[0] in _SPECIFIC_CAUSES:

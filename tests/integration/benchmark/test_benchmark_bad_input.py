@@ -1,12 +1,15 @@
-"""Bad Benchmark input gets a clear answer at the earliest point, and one bad model fails alone.
+"""One bad model fails alone, and an evaluator that has nothing to evaluate can still touch
+nothing but its own Benchmark's status.
 
-- apply time: episodes <= 0, duplicate names, uri and trainingRunRef together;
 - per entry: a missing model object, a corrupt archive, model/env spaces that differ, an unknown
   environment id; the good entry is still evaluated and ranked, condition EntriesFailed names
   the others;
 - nothing evaluable: Failed with reason UserError, and the evaluator's token can patch its own
-  Benchmark's status and nothing else;
-- a referenced TrainingRun that failed fails the Benchmark; one that does not exist makes it wait.
+  Benchmark's status and nothing else.
+
+A Benchmark stopped by bad input alone (rejected at apply; Failed on a bad archive, a failed
+TrainingRun or unreachable storage; waiting for a run that does not exist) is a case of the
+table-driven corpus in tests/integration/corpus.
 """
 
 from __future__ import annotations
@@ -22,28 +25,6 @@ from tests.conftest import OperatorProcess
 from tests.integration.benchmark.support import BENCH, benchmark, condition, kubectl_gym, s3_client, s3_env, status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
-
-URI_MODEL = {"name": "m", "uri": "s3://kubegym/some/model.zip", "algorithm": "PPO"}
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ({"episodes": 0}, "spec.episodes: Invalid value: 0"),
-        ({"episodes": -3}, "spec.episodes: Invalid value: -3"),
-        ({"models": [URI_MODEL, URI_MODEL]}, "spec.models[1]: Duplicate value"),
-        ({"models": [{**URI_MODEL, "trainingRunRef": {"name": "r"}}]}, "set exactly one of uri and trainingRunRef"),
-        ({"seeds": []}, "spec.seeds"),
-    ],
-    ids=["zero-episodes", "negative-episodes", "duplicate-model", "uri-and-ref", "no-seeds"],
-)
-def test_rejected_at_apply_time(kubectl: Kubectl, spec: dict[str, Any], message: str) -> None:
-    manifest = benchmark("bad", [URI_MODEL], ["CartPole-v1"])
-    manifest["spec"].update(spec)
-    result = kubectl.apply(manifest, check=False)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr
-    assert "bad" not in kubectl.run("get", "benchmarks", "-o", "name").stdout
 
 
 def _finished(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
@@ -148,39 +129,3 @@ def test_nothing_evaluable_fails_and_the_evaluator_can_only_write_its_own_status
         with pytest.raises(ApiError) as denied:
             forbidden()
         assert denied.value.status == 403
-
-
-def test_a_failed_training_run_fails_the_benchmark_a_missing_one_makes_it_wait(
-    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
-) -> None:
-    ns = namespace
-    kubectl.apply(
-        {
-            "apiVersion": "kubegym.io/v1alpha1",
-            "kind": "TrainingRun",
-            "metadata": {"name": "broken-run"},
-            "spec": {
-                "algorithm": "PPO",
-                "environment": {"id": "NoSuchEnv-v0"},
-                "totalTimesteps": 1000,
-                "device": "cpu",
-            },
-        }
-    )
-    kubectl.apply(benchmark("on-broken", [{"name": "b", "trainingRunRef": {"name": "broken-run"}}], ["CartPole-v1"]))
-    kubectl.apply(benchmark("on-nothing", [{"name": "n", "trainingRunRef": {"name": "not-yet"}}], ["CartPole-v1"]))
-    st = wait_until(
-        lambda: _finished(kube, ns, "on-broken"), 300, "the Benchmark to fail", interval=1, describe=operator.tail
-    )
-    assert (st["phase"], st["reason"]) == ("Failed", "TrainingRunFailed"), st
-    assert st["message"].startswith("model b: TrainingRun broken-run failed (UserError:"), st["message"]
-    assert "NoSuchEnv-v0" in st["message"]
-    assert not kube.get(f"/apis/batch/v1/namespaces/{ns}/jobs", labelSelector="kubegym.io/benchmark=on-broken")["items"]
-    waiting = wait_until(
-        lambda: (st := status(kube, ns, "on-nothing")).get("reason") and st,
-        60,
-        "on-nothing's status",
-        describe=operator.tail,
-    )
-    assert (waiting["phase"], waiting["reason"]) == ("Pending", "TrainingRunNotFinished"), waiting
-    assert "not-yet (not found)" in waiting["message"]

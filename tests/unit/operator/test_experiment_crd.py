@@ -1,8 +1,8 @@
 """The Experiment CRD: structural, documented, in sync with crds/, with its CEL rules and columns.
 
-The CEL rules themselves are evaluated by the real API server in
-tests/integration/experiment/test_experiment_bad_input.py; here their presence, wording and
-the OpenAPI bounds (which jsonschema can check) are.
+The CEL rules themselves are evaluated by the real API server in the bad-input corpus
+(tests/integration/corpus); here their presence, wording and the OpenAPI bounds (which
+jsonschema can check) are.
 """
 
 from __future__ import annotations

@@ -284,6 +284,16 @@ def test_other_api_errors_propagate_and_mark_the_object_for_the_resync() -> None
     assert gate.failed() == set()
 
 
+def test_run_deleted_between_the_read_and_the_status_write_is_not_an_error() -> None:
+    # The watch-fed view still had the run; the API server had deleted it by the status write.
+    cluster = FakeCluster(make_run())
+    cluster.fail("merge_patch_status", Kind.TRAINING_RUN, api_error(404, "NotFound", "trainingruns cartpole not found"))
+    gate = ReconcileGate()
+    assert reconciler.reconcile(TrainingRunJobs(SETTINGS), cluster, NAMESPACE, "cartpole", now=now, gate=gate) is None
+    assert gate.failed() == set()
+    assert writes(cluster)[-1] == ("merge_patch_status", "TrainingRun", "cartpole")
+
+
 @pytest.mark.parametrize("deleting", [False, True], ids=["gone", "being-deleted"])
 def test_deleted_run_makes_no_calls_but_its_read(deleting: bool) -> None:
     cluster = FakeCluster()

@@ -330,6 +330,16 @@ def test_storage_unreachable() -> None:
     assert "minio:9000" in update.status["message"]
 
 
+def test_the_attempts_count_the_pod_that_exceeded_the_limit() -> None:
+    # FailureTarget comes before the Job's counter counts the last pod; that status is final.
+    pods = [failed_pod(f"p{i}", 44, message="could not connect", created=100 + i) for i in (1, 2)]
+    run = make_run()
+    run["spec"]["runPolicy"] = {"backoffLimit": 1}
+    update = compute(run, make_job(("FailureTarget", "BackoffLimitExceeded"), failed=1), pods)
+    assert summary(update) == ("Failed", "StorageUnreachable")
+    assert update.status["message"].endswith("[failed 2 times (runPolicy.backoffLimit 1)]"), update.status["message"]
+
+
 def test_bad_command_that_failed_to_start() -> None:
     pods = [failed_pod("p", 128, "StartError", message='exec: "kubegym-runner": not found')]
     update = compute(make_run(), make_job(("Failed", "BackoffLimitExceeded"), failed=3), pods)
