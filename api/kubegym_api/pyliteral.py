@@ -28,6 +28,7 @@ value is a class name (``activation_fn``, ``*_class``), never inside a literal s
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -111,9 +112,12 @@ def symbol(name: str, field: str) -> Symbol:
     target = SYMBOLS.get(name)
     if target is None:
         short = sorted({n for n in SYMBOLS if "." not in n})
+        written = name.rsplit(".", 1)[-1]
+        close = [n for n in short if n.lower() == written.lower()] or difflib.get_close_matches(written, short, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise LiteralError(
             field,
-            f"name {name!r} is not allowed; a literal may name only {', '.join(short)} "
+            f"name {name!r} is not allowed; {hint}a literal may name only {', '.join(short)} "
             f"(optionally as nn.X, th.nn.X, torch.nn.X, th.optim.X); give your own class as 'module:Class'",
         )
     return Symbol(name, target)

@@ -295,7 +295,33 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+class _Touch:
+    """Unpickling this would run ``touch``: what a hostile archive carries."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return os.system, ("touch /tmp/kubegym-corpus-pwned",)
+
+
+def hostile_archive() -> bytes:
+    """The PPO archive with a pickle in its data that runs a command when SB3 unpickles it."""
+    import base64
+    import pickle
+
+    with zipfile.ZipFile(io.BytesIO(ppo_cartpole_archive())) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    data = json.loads(members["data"])
+    data["observation_space"] = {
+        ":type:": "<class 'object'>",
+        ":serialized:": base64.b64encode(pickle.dumps(_Touch())).decode(),
+    }
+    members["data"] = json.dumps(data).encode()
+    return _zip(members)
+
+
 ARCHIVES: dict[str, Callable[[], bytes]] = {
+    "hostile": hostile_archive,
     "corrupt": lambda: b"PK\x03\x04 truncated garbage",
     "truncated": lambda: ppo_cartpole_archive()[: len(ppo_cartpole_archive()) // 2],
     "not-sb3": lambda: _zip({"README.txt": b"a zip file, but no model in it"}),
@@ -594,8 +620,53 @@ CASES: list[Case] = [
     ),
     Case(
         "tr-activation-unknown",
-        failed("UserError", "unknown activation_fn 'Relu'", "torch.nn"),
+        failed(
+            "InvalidHyperparameters",
+            "spec.hyperparameters.policy_kwargs.activation_fn: name 'Relu' is not allowed",
+            "did you mean ReLU?",
+            max_pods=0,
+        ),
         run_with_hyperparameters(policy_kwargs={"activation_fn": "Relu"}),
+    ),
+    # --- hyperparameter strings that hold code: refused by the operator, never evaluated ----------
+    Case(
+        "tr-policy-kwargs-code",
+        failed(
+            "InvalidHyperparameters",
+            "spec.hyperparameters.policy_kwargs:",
+            "calling __import__('os').system(), __import__()",
+            "never evaluated",
+            max_pods=0,
+        ),
+        run_with_hyperparameters(policy_kwargs="__import__('os').system('touch /tmp/x') or dict(net_arch=[64])"),
+        note="issue 12: rl-zoo3's eval ran this in the pod",
+    ),
+    Case(
+        "tr-policy-kwargs-lambda",
+        failed("InvalidHyperparameters", "policy_kwargs: a lambda is not allowed", max_pods=0),
+        run_with_hyperparameters(policy_kwargs="dict(activation_fn=lambda x: x)"),
+    ),
+    Case(
+        "tr-policy-kwargs-attribute-chain",
+        failed("InvalidHyperparameters", "policy_kwargs: name 'os.system' is not allowed", max_pods=0),
+        run_with_hyperparameters(policy_kwargs="dict(net_arch=[64], activation_fn=os.system)"),
+    ),
+    Case(
+        "tr-class-name-not-allowed",
+        failed("InvalidHyperparameters", "policy_kwargs.activation_fn: name 'os.system' is not allowed", max_pods=0),
+        run_with_hyperparameters(policy_kwargs={"activation_fn": "os.system"}),
+    ),
+    Case(
+        "tr-buffer-kwargs-code",
+        failed("InvalidHyperparameters", "spec.hyperparameters.replay_buffer_kwargs", "a call to exec()", max_pods=0),
+        run(algorithm="DQN", hyperparameters={"replay_buffer_kwargs": "exec('import os')"}),
+    ),
+    Case(
+        "tr-buffer-class-import-path-not-a-buffer",
+        failed(
+            "UserError", "replay_buffer_class 'subprocess:Popen' is not a stable_baselines3.common.buffers.BaseBuffer"
+        ),
+        run(algorithm="DQN", hyperparameters={"replay_buffer_class": "subprocess:Popen"}),
     ),
     Case(
         "tr-preset-without-entry",
@@ -695,6 +766,17 @@ CASES: list[Case] = [
         failed("UserError", "ppo/model.zip as DQN", "'ActorCriticPolicy' object has no attribute 'q_net'"),
         bench_of_upload("ppo", algorithm="DQN"),
         prepare=upload("ppo"),
+    ),
+    Case(
+        "bm-archive-hostile-pickle",
+        failed(
+            "UserError",
+            "hostile/model.zip",
+            "the archive's 'observation_space' refers to posix:system, which is not loaded",
+        ),
+        bench_of_upload("hostile"),
+        prepare=upload("hostile"),
+        note="issue 12: SB3's loader would run the command; the evaluator never unpickles it",
     ),
     Case(
         "bm-archive-nan-weights",
@@ -829,6 +911,16 @@ CASES: list[Case] = [
             max_pods=0,
         ),
         exp(search={"grid": {"learning_rat": [0.001, 0.003]}}),
+    ),
+    Case(
+        "exp-grid-value-code",
+        failed(
+            "InvalidHyperparameters",
+            "spec.search (configuration c1).policy_kwargs: a call to open()",
+            "never evaluated",
+            max_pods=0,
+        ),
+        exp(search={"grid": {"policy_kwargs": ["dict(net_arch=[64])", "open('/etc/passwd').read()"]}}),
     ),
     Case(
         "exp-hyperparameter-reserved",

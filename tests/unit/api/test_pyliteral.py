@@ -90,6 +90,15 @@ def test_the_exploit_of_the_issue_is_refused_with_what_it_would_have_run() -> No
     assert "never evaluated" in str(err.value) and "__import__" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "hint"), [("Relu", "did you mean ReLU?"), ("nn.Tahn", "did you mean Tanh"), ("os.system", "")]
+)
+def test_an_unknown_name_suggests_the_near_ones(name: str, hint: str) -> None:
+    with pytest.raises(LiteralError) as err:
+        parse_literal(name, "f")
+    assert hint in str(err.value) and ("did you mean" in str(err.value)) == bool(hint)
+
+
 def test_every_symbol_names_a_module_and_attribute_and_spellings_agree() -> None:
     for name, target in SYMBOLS.items():
         module, _, attr = target.partition(":")
