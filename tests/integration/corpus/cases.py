@@ -916,7 +916,7 @@ CASES: list[Case] = [
         "exp-grid-value-code",
         failed(
             "InvalidHyperparameters",
-            "spec.search (configuration c1).policy_kwargs: a call to open()",
+            "spec.search (configuration c1).policy_kwargs: a call to open('/etc/passwd').read() (calling open())",
             "never evaluated",
             max_pods=0,
         ),
