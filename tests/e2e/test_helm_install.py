@@ -288,7 +288,7 @@ def test_every_rendered_manifest_passes_server_side_dry_run(
         {
             "operator": {"logLevel": "debug", "tolerations": [{"key": "x", "operator": "Exists"}]},
             "imagePullSecrets": ["regcred"],
-            "storage": {"bucket": "kubegym", "endpoint": "http://minio:9000", "secretName": "kubegym-s3"},
+            "storage": {"bucket": "kubegym", "endpoint": "http://minio:9000"},
             "gpu": {"nodeSelector": {"nvidia.com/gpu.present": "true"}},
             "kueue": {"defaultQueueName": "team-gpus"},
             "runner": {"jobTTLSecondsAfterFinished": 600},
