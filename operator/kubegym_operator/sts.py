@@ -16,8 +16,9 @@ called on ``/`` anyway).
 
 On AWS, ``endpoint`` is the regional STS endpoint (``https://sts.<region>.amazonaws.com``) and a
 ``role_arn`` is required: the session policy narrows that role. On MinIO the STS endpoint is the
-S3 endpoint itself, and the role is the calling user (its policy bounds the session policy);
-MinIO refuses ``AssumeRole`` for its root user, so the operator's key is a regular user's.
+S3 endpoint itself, and the role is the calling user: the session policy narrows that user's
+policy, so the operator's key is a regular user's whose policy allows the bucket and nothing else
+(root's would bound nothing but the session policy).
 """
 
 from __future__ import annotations
