@@ -44,7 +44,8 @@ class S3Storage(Model):
         default=None,
         description=(
             "Name of a Secret in the run's namespace with keys AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, passed to the pod by reference."
+            "AWS_SECRET_ACCESS_KEY, passed to the pod by reference; none: the pod gets credentials "
+            "the operator minted for its run alone (STS mode)."
         ),
     )
 
