@@ -6,6 +6,7 @@ the minter returned — before its Job, whose annotations record when the creden
 third of the lifetime before that, a reconcile mints again, replaces the Secret and moves the
 record; an STS failure leaves no Job (and a Warning Event) until STS answers, and a failed
 refresh keeps the running Job and says why. Static mode and a spec's own storage mint nothing.
+A Benchmark's pod reads its models, an Experiment report's its trials, both refreshed alike.
 """
 
 from __future__ import annotations
@@ -295,3 +296,40 @@ def test_issuer_is_required_when_a_job_needs_minted_credentials() -> None:
     with pytest.raises(RuntimeError, match="no issuer"):
         reconciler.reconcile(TrainingRunJobs(STS), cluster, NAMESPACE, "cartpole", gate=ReconcileGate())
     assert cluster.of_kind(Kind.JOB) == []
+
+
+def test_an_experiment_report_reads_its_trials_and_is_refreshed_while_it_runs(clock: Clock, minter: FakeMinter) -> None:
+    from kubegym_operator.controllers import experiment as controller
+    from tests.unit.operator.test_experiment_reconcile import REPORT_JOB, finish_runs, make_experiment
+
+    exp = make_experiment()
+    exp["spec"]["template"]["checkpoint"] = {"everySteps": 1000}  # the default storage: minted credentials
+    cluster = FakeCluster(exp)
+    issuer = Issuer(minter, HOUR)
+
+    def reconcile_exp() -> None:
+        controller.reconcile(cluster, NAMESPACE, "sweep", STS, now=clock, gate=ReconcileGate(), issuer=issuer)
+
+    for _ in range(2):  # one run at a time, each finished
+        reconcile_exp()
+        finish_runs(cluster)
+    reconcile_exp()  # the report Job, after its Secret
+    assert [(w.verb, w.kind, w.name) for w in cluster.writes() if w.kind in ("Secret", "Job")][-2:] == [
+        ("put", "Secret", f"{REPORT_JOB}-storage"),
+        ("create", "Job", REPORT_JOB),
+    ]
+    (policy, _, _) = minter.calls[-1]
+    assert policy["Statement"][0]["Resource"] == [f"arn:aws:s3:::kubegym/runs/{NAMESPACE}/experiments/sweep/*"]
+    assert policy["Statement"][1]["Resource"] == [
+        f"arn:aws:s3:::kubegym/runs/{NAMESPACE}/sweep-c0-s0/*",
+        f"arn:aws:s3:::kubegym/runs/{NAMESPACE}/sweep-c0-s1/*",
+    ]
+    reconcile_exp()  # the Job's event: the status says it reports
+    stored = cluster.obj(Kind.EXPERIMENT, NAMESPACE, "sweep")
+    assert stored is not None
+    assert not controller.clock_dependent(cluster, stored, STS, clock())
+    clock.advance(45 * 60)
+    assert controller.clock_dependent(cluster, stored, STS, clock())  # the resync refreshes it
+    reconcile_exp()
+    assert len(minter.calls) == 2 and minter.calls[1][0] == policy
+    assert secret_credentials(cluster, f"{REPORT_JOB}-storage").access_key_id == "TEMP2"
