@@ -163,6 +163,8 @@ class Operator:
             "KUBECONFIG": str(cluster.kubeconfig),
             "KUBEGYM_STORAGE_BUCKET": layout.BUCKET,
             "KUBEGYM_STORAGE_ENDPOINT": cluster.minio().endpoint,
+            # Static keys, as before STS mode: the figures stay comparable (bench_sweep runs older trees too).
+            "KUBEGYM_STORAGE_CREDENTIALS": "static",
             "KUBEGYM_STORAGE_SECRET": layout.S3_SECRET,
             "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
             "KUBEGYM_LIVENESS": "",

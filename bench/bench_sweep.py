@@ -88,6 +88,8 @@ def drive(state: Path, example: Path, timeout: float) -> dict[str, Any]:
             "KUBECONFIG": str(cluster.kubeconfig),
             "KUBEGYM_STORAGE_BUCKET": layout.BUCKET,
             "KUBEGYM_STORAGE_ENDPOINT": cluster.minio().endpoint,
+            # Static keys, as before STS mode: the figures stay comparable (bench_sweep runs older trees too).
+            "KUBEGYM_STORAGE_CREDENTIALS": "static",
             "KUBEGYM_STORAGE_SECRET": layout.S3_SECRET,
             "KUBEGYM_LIVENESS": "",
             "KUBEGYM_METRICS_PORT": str(layout.free_ports(1)[0]),

@@ -84,6 +84,14 @@ build_minio() {
   GOBIN="$out" go install -ldflags "-s -w" "github.com/minio/minio@$MINIO_VERSION"
 }
 
+build_mc() {
+  local out="$cache/bin/mc-$MC_VERSION"
+  [ -x "$out/mc" ] && { log "mc $MC_VERSION: cached in $out"; return; }
+  log "mc $MC_VERSION: go install"
+  mkdir -p "$out"
+  GOBIN="$out" go install -ldflags "-s -w" "github.com/minio/mc@$MC_VERSION"
+}
+
 build_helm() {
   local out="$cache/bin/helm-$HELM_VERSION"
   [ -x "$out/helm" ] && { log "helm $HELM_VERSION: cached in $out"; return; }
@@ -93,5 +101,5 @@ build_helm() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes minio helm)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes minio mc helm)
 for t in "${targets[@]}"; do "build_$t"; done

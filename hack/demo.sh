@@ -20,11 +20,14 @@ wait_for() {
 }
 endpoint=$(python -m kubegym_localcluster env | sed -n 's/^export AWS_ENDPOINT_URL=//p')
 
+# Storage credentials: the operator holds its own MinIO key (the Secret kubegym-storage-operator that
+# `make up` put in kubegym-system, the chart's default) and mints each run's (STS); the namespaces
+# the runs live in need no storage Secret.
 step "kubegym's Helm chart into kubegym-system (operator pod on the local node)"
 helm --kubeconfig "$kc" upgrade --install kubegym "$here/charts/kubegym" \
   --namespace kubegym-system --create-namespace \
   --set operator.replicas=1 \
-  --set storage.bucket=kubegym --set storage.secretName=kubegym-s3 --set "storage.endpoint=$endpoint" \
+  --set storage.bucket=kubegym --set "storage.endpoint=$endpoint" \
   --wait --timeout 5m
 k -n kubegym-system get pods -o wide
 

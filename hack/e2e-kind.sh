@@ -26,13 +26,16 @@ k() { kubectl --kubeconfig "$kc" "$@"; }
 make -C "$here" images IMAGE_TAG="$tag"
 kind load docker-image --name "$cluster" "ghcr.io/kubegym/kubegym-operator:$tag" "ghcr.io/kubegym/kubegym-runner:$tag"
 
-# MinIO in the cluster, with generated credentials in the Secret runs reference.
+# MinIO in the cluster with a generated root key, and a regular user for the operator (a policy on
+# the bucket alone) whose key is the chart's kubegym-storage-operator Secret: the operator mints
+# each run's credentials from it (STS), so no run namespace needs a storage Secret.
 user=kubegym-$(openssl rand -hex 4); pass=$(openssl rand -hex 20)
+opuser=kubegym-operator; oppass=$(openssl rand -hex 20)
 k create namespace kubegym-system --dry-run=client -o yaml | k apply -f -
-for ns in kubegym-system default; do
-  k -n "$ns" create secret generic kubegym-s3 --from-literal=AWS_ACCESS_KEY_ID="$user" \
-    --from-literal=AWS_SECRET_ACCESS_KEY="$pass" --dry-run=client -o yaml | k apply -f -
-done
+k -n kubegym-system create secret generic kubegym-s3 --from-literal=AWS_ACCESS_KEY_ID="$user" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$pass" --dry-run=client -o yaml | k apply -f -
+k -n kubegym-system create secret generic kubegym-storage-operator --from-literal=AWS_ACCESS_KEY_ID="$opuser" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="$oppass" --dry-run=client -o yaml | k apply -f -
 k -n kubegym-system apply -f - <<YAML
 apiVersion: apps/v1
 kind: Deployment
@@ -59,13 +62,16 @@ metadata: {name: minio}
 spec: {selector: {app: minio}, ports: [{port: 9000, targetPort: 9000}]}
 YAML
 k -n kubegym-system rollout status deploy/minio --timeout 180s
+policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::kubegym","arn:aws:s3:::kubegym/*"]}]}'
 k -n kubegym-system run mkbucket --rm -i --restart=Never --image="${MINIO_MC_IMAGE:-quay.io/minio/mc:latest}" \
-  --env MC_HOST_local="http://$user:$pass@minio.kubegym-system:9000" -- mb --ignore-existing local/kubegym
+  --env MC_HOST_local="http://$user:$pass@minio.kubegym-system:9000" --command -- sh -c \
+  'mc mb --ignore-existing local/kubegym && mc admin user add local "$1" "$2" && printf %s "$3" > /tmp/policy.json &&
+   mc admin policy create local kubegym-operator /tmp/policy.json && mc admin policy attach local kubegym-operator --user "$1"' \
+  mkbucket "$opuser" "$oppass" "$policy"
 
 helm --kubeconfig "$kc" upgrade --install kubegym "$here/charts/kubegym" -n kubegym-system \
   --set operator.image.tag="$tag" --set runner.image.tag="$tag" \
-  --set storage.bucket=kubegym --set storage.secretName=kubegym-s3 \
-  --set storage.endpoint=http://minio.kubegym-system:9000 --wait --timeout 5m
+  --set storage.bucket=kubegym --set storage.endpoint=http://minio.kubegym-system:9000 --wait --timeout 5m
 
 k apply -f "$here/examples/cartpole-ppo.yaml"
 k wait --for=jsonpath='{.status.phase}'=Succeeded trainingrun/cartpole-ppo --timeout 30m

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubegym_localcluster import layout
-from kubegym_localcluster.cluster import LocalCluster, copy_s3_secret
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import ApiError, Kube
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
@@ -56,7 +56,8 @@ def kube(cluster: LocalCluster) -> Kube:
 
 @pytest.fixture
 def namespace(cluster: LocalCluster, kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace with the S3 credentials Secret; deleted after the test."""
+    """A fresh namespace, deleted after the test. It holds no storage Secret: the operator mints
+    each run's credentials (STS mode), as for any team's namespace."""
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
     name = "".join(ch for ch in name if ch.isalnum() or ch == "-")
     kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -65,7 +66,6 @@ def namespace(cluster: LocalCluster, kube: Kube, request: pytest.FixtureRequest)
         30,
         f"the default ServiceAccount of {name}",
     )
-    copy_s3_secret(kube, name, cluster.minio())
     yield name
     try:
         kube.delete(f"/api/v1/namespaces/{name}")
@@ -82,8 +82,9 @@ def kubectl(cluster: LocalCluster, namespace: str) -> Kubectl:
 class OperatorProcess:
     """``kubegym-operator`` as a subprocess with the admin kubeconfig (integration tier).
 
-    Its default storage is the local MinIO, bucket ``kubegym``, credentials Secret
-    ``kubegym-s3`` (every test namespace has one). It serves its Prometheus metrics on
+    Its default storage is the local MinIO, bucket ``kubegym``, in STS mode: it holds the
+    operator's own MinIO key (``cluster.storage_operator_key()``) and mints each run's
+    credentials, so no namespace needs a storage Secret. It serves its Prometheus metrics on
     ``metrics_port`` (a free port, kept across restarts). The e2e tier runs the operator as
     a pod instead, installed by the Helm chart.
     """
@@ -92,12 +93,15 @@ class OperatorProcess:
         self.cluster = cluster
         self.log = log
         self.metrics_port = layout.free_ports(1)[0]
+        key = cluster.storage_operator_key()
         self.env = {
             **os.environ,
             "KUBECONFIG": str(cluster.kubeconfig),
             "KUBEGYM_STORAGE_BUCKET": layout.BUCKET,
             "KUBEGYM_STORAGE_ENDPOINT": cluster.minio().endpoint,
-            "KUBEGYM_STORAGE_SECRET": layout.S3_SECRET,
+            "KUBEGYM_STORAGE_CREDENTIALS": "sts",
+            "KUBEGYM_STORAGE_ACCESS_KEY_ID": key["access_key"],
+            "KUBEGYM_STORAGE_SECRET_ACCESS_KEY": key["secret_key"],
             "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "20",
             "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
             "KUBEGYM_LIVENESS": "",

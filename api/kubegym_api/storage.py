@@ -5,14 +5,22 @@
 credentials Secret that must be named), because a spec is user input and the credentials are
 passed to the pod by reference only. :class:`StorageStatus` is the runner's report of its
 uploads, which the operator turns into the StorageAvailable condition.
+
+:class:`SessionCredentials` is the file the operator writes into a run's own credentials Secret
+when it mints short-lived credentials for the run (the default storage, STS mode): the operator
+writes it, the runner reads it, so its shape is part of the contract. It is the JSON that AWS
+tools read from a ``credential_process`` (``Version`` 1), so any AWS SDK in a runner image can
+use the same file.
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_pascal
 
 from kubegym_api.base import Model
 from kubegym_api.validation import DNS_SUBDOMAIN_PATTERN
@@ -36,7 +44,8 @@ class S3Storage(Model):
         default=None,
         description=(
             "Name of a Secret in the run's namespace with keys AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, passed to the pod by reference."
+            "AWS_SECRET_ACCESS_KEY, passed to the pod by reference; none: the pod gets credentials "
+            "the operator minted for its run alone (STS mode)."
         ),
     )
 
@@ -83,3 +92,24 @@ class StorageStatus(Model):
     )
     pending_uploads: int = Field(default=0, ge=0, description="Uploads queued or in progress.")
     failed_requests: int = Field(default=0, ge=0, description="Storage requests failed in a row.")
+
+
+#: Key of :class:`SessionCredentials` in a run's credentials Secret (and its file name in the volume).
+SESSION_CREDENTIALS_KEY = "credentials.json"
+
+
+class SessionCredentials(BaseModel):
+    """Temporary S3 credentials of one runner pod, as AWS's ``credential_process`` JSON (PascalCase,
+    ``Version`` 1). ``expiration`` is when they stop working; the operator writes new ones before."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, alias_generator=to_pascal)
+
+    version: Literal[1] = 1
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1, repr=False)
+    session_token: str = Field(min_length=1, repr=False)
+    expiration: datetime
+
+    def dump(self) -> str:
+        """The file's text (by alias, the format AWS tools read)."""
+        return self.model_dump_json(by_alias=True)

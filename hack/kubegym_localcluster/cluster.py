@@ -135,11 +135,11 @@ class LocalCluster:
             layout.kubernetes_bin(b)
             for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
         ]
-        needed.append(layout.minio_bin())
+        needed += [layout.minio_bin(), layout.mc_bin()]
         if not all(p.exists() for p in needed):
             log("building the pinned components (cached under ~/.cache/kubegym; first time only)")
             subprocess.run(
-                ["bash", str(layout.REPO / "hack" / "build-components.sh"), "kubernetes", "minio"], check=True
+                ["bash", str(layout.REPO / "hack" / "build-components.sh"), "kubernetes", "minio", "mc"], check=True
             )
 
     # --- components -----------------------------------------------------------------------
@@ -292,14 +292,37 @@ class LocalCluster:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
 
     def _bootstrap(self, kube: Kube, minio: Minio) -> None:
-        """Namespaces and the S3 credentials Secret that runs reference by name."""
-        creds = minio.credentials()
+        """The bucket, the operator's MinIO user, and the namespaces; the operator's key as the Secret
+        :data:`~kubegym_localcluster.layout.OPERATOR_STORAGE_SECRET` in the system namespace (the
+        chart's default). No team namespace needs a storage Secret: the operator mints each run's."""
         minio.ensure_bucket(layout.BUCKET)
+        operator = minio.ensure_operator_user(layout.BUCKET)
         for ns in (layout.SYSTEM_NAMESPACE, "default"):
             ensure(
                 kube, f"/api/v1/namespaces/{ns}", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             )
-            ensure(kube, f"/api/v1/namespaces/{ns}/secrets/{layout.S3_SECRET}", s3_secret(ns, creds))
+        ensure(
+            kube,
+            f"/api/v1/namespaces/{layout.SYSTEM_NAMESPACE}/secrets/{layout.OPERATOR_STORAGE_SECRET}",
+            key_secret(layout.SYSTEM_NAMESPACE, layout.OPERATOR_STORAGE_SECRET, operator),
+        )
+
+    def storage_env(self) -> dict[str, str]:
+        """The admin's view of the bucket, as AWS_* variables (root key, endpoint, region) and
+        BUCKET: what the tests and ``make env`` read every namespace's artifacts with."""
+        creds = self.minio().credentials()
+        return {
+            "AWS_ACCESS_KEY_ID": creds["access_key"],
+            "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+            "AWS_ENDPOINT_URL": creds["endpoint"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "BUCKET": layout.BUCKET,
+        }
+
+    def storage_operator_key(self) -> dict[str, str]:
+        """The operator's own storage key (``access_key``, ``secret_key``, ``endpoint``): what an
+        operator started by hand (the tests' ``OperatorProcess``) mints runs' credentials with."""
+        return self.minio().operator_credentials()
 
     def _install_crds(self, kube: Kube) -> None:
         crd_dir = layout.REPO / "crds"
@@ -333,8 +356,21 @@ def ensure(kube: Kube, path: str, body: dict[str, Any]) -> None:
     kube.apply(path, body, "kubegym-local")
 
 
+def key_secret(namespace: str, name: str, creds: dict[str, str]) -> dict[str, Any]:
+    """An access key as a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."""
+    data = {"AWS_ACCESS_KEY_ID": creds["access_key"], "AWS_SECRET_ACCESS_KEY": creds["secret_key"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
 def s3_secret(namespace: str, creds: dict[str, str]) -> dict[str, Any]:
-    """The Secret runs reference: boto3 reads these names from the environment as they are."""
+    """The static-mode Secret runs reference (``KUBEGYM_STORAGE_CREDENTIALS=static``): the root
+    key, with the endpoint; boto3 reads these names from the environment as they are."""
     data = {
         "AWS_ACCESS_KEY_ID": creds["access_key"],
         "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
@@ -352,6 +388,7 @@ def s3_secret(namespace: str, creds: dict[str, str]) -> dict[str, Any]:
 
 
 def copy_s3_secret(kube: Kube, namespace: str, minio: Minio) -> None:
+    """Put the static-mode Secret ``kubegym-s3`` into ``namespace`` (only static mode needs it)."""
     ensure(
         kube, f"/api/v1/namespaces/{namespace}/secrets/{layout.S3_SECRET}", s3_secret(namespace, minio.credentials())
     )

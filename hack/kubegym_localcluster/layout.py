@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 NODE_NAME = "kubegym-local"
 BUCKET = "kubegym"
 S3_SECRET = "kubegym-s3"
+#: The operator's own storage key (a MinIO user, not root) in SYSTEM_NAMESPACE, for the chart.
+OPERATOR_STORAGE_SECRET = "kubegym-storage-operator"
 SYSTEM_NAMESPACE = "kubegym-system"
 CLUSTER_NAME = "kubegym-local"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -43,6 +45,10 @@ def kubernetes_bin(name: str) -> Path:
 
 def minio_bin() -> Path:
     return cache_dir() / "bin" / f"minio-{versions()['MINIO_VERSION']}" / "minio"
+
+
+def mc_bin() -> Path:
+    return cache_dir() / "bin" / f"mc-{versions()['MC_VERSION']}" / "mc"
 
 
 def free_ports(n: int) -> list[int]:

@@ -1,7 +1,8 @@
 """What a reconcile may ask of the cluster, as an interface the reconciles are handed.
 
 :class:`ClusterAPI` is the whole surface: reads of watched objects by kind, namespace and name
-(and a Job's pods), and the writes the operator makes (create, patches, delete, Events). The
+(and a Job's pods), and the writes the operator makes (create, patches, delete, Events, and the
+per-run credentials Secrets it writes but never reads). The
 reconciles take it as a parameter, so every reconcile path runs in unit tests against an
 in-memory fake (``tests/unit/operator/fakeapi.py``) exactly as it runs against a cluster.
 
@@ -52,6 +53,11 @@ class ClusterAPI(Protocol):
         exists under its name is returned unchanged."""
         ...
 
+    def put(self, manifest: Obj) -> None:
+        """Create ``manifest`` (a Secret the operator writes), or replace an existing one's data,
+        labels, annotations and owners; the answer (which holds the data) is not kept."""
+        ...
+
     def merge_patch(self, kind: Kind, namespace: str, name: str, patch: Obj) -> Obj:
         """Merge-patch (RFC 7386) the object's main resource; returns the patched object."""
         ...
@@ -77,6 +83,8 @@ class HttpApi(Protocol):
     """The calls :class:`LiveClusterAPI` makes, by URL path: :mod:`kubegym_operator.kubeapi`'s."""
 
     def create_if_absent(self, path: str, body: Obj) -> Obj: ...
+
+    def create_or_replace(self, path: str, body: Obj) -> None: ...
 
     def merge_patch(self, path: str, body: Obj) -> Obj: ...
 
@@ -111,6 +119,9 @@ class LiveClusterAPI:
         created = self._http.create_if_absent(collection_path(manifest["kind"], meta["namespace"]), manifest)
         self.view.wrote(manifest["kind"], created)
         return created
+
+    def put(self, manifest: Obj) -> None:
+        self._http.create_or_replace(collection_path(manifest["kind"], manifest["metadata"]["namespace"]), manifest)
 
     def merge_patch(self, kind: Kind, namespace: str, name: str, patch: Obj) -> Obj:
         patched = self._http.merge_patch(object_path(kind, namespace, name), patch)

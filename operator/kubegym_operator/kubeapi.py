@@ -1,7 +1,8 @@
 """The operator's few API calls, as plain JSON dicts, through the official client.
 
-Every reconcile reads and writes through these functions, so the I/O surface of the
-operator is this one module: everything else is pure.
+Every reconcile reads and writes through these functions, so the Kubernetes I/O surface of the
+operator is this one module; its only other I/O is the STS call that mints each run's storage
+credentials (:mod:`kubegym_operator.sts`). Everything else is pure.
 """
 
 from __future__ import annotations
@@ -96,6 +97,23 @@ def create_if_absent(path: str, body: Obj) -> Obj:
         return existing or {}
 
 
+def create_or_replace(path: str, body: Obj) -> None:
+    """Create the object at the collection path; when it exists, merge-patch its data, labels,
+    annotations and owner references to ``body``'s. Nothing is read back or returned: this writes
+    Secrets, which the operator may create and patch but not get."""
+    try:
+        call("POST", path, body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        meta = body["metadata"]
+        patch = {
+            "metadata": {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta},
+            **({"data": body["data"]} if "data" in body else {}),
+        }
+        call("PATCH", f"{path}/{meta['name']}", patch, content_type="application/merge-patch+json")
+
+
 def json_patch(path: str, ops: list[Obj]) -> Obj:
     return call("PATCH", path, ops, content_type="application/json-patch+json")
 
@@ -129,6 +147,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "ServiceAccount": ("v1", "serviceaccounts"),
     "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Secret": ("v1", "secrets"),
 }
 
 

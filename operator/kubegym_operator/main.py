@@ -29,8 +29,17 @@ from typing import Any
 import kopf
 
 from kubegym_operator import leadership, metrics
-from kubegym_operator.settings import LeaderElection, SettingsError, load_leader_election, load_settings
+from kubegym_operator.credentials import Issuer
+from kubegym_operator.settings import (
+    LeaderElection,
+    Settings,
+    SettingsError,
+    load_leader_election,
+    load_settings,
+    load_storage_key,
+)
 from kubegym_operator.state import STATE
+from kubegym_operator.sts import StsClient
 from kubegym_operator.workqueue import REQUESTS
 
 RESYNC_SECONDS = 30.0
@@ -154,6 +163,27 @@ async def release_leadership(memo: kopf.Memo, **_: Any) -> None:
         held.release()
 
 
+def issuer_of(settings: Settings, env: os._Environ[str] | dict[str, str]) -> Issuer | None:
+    """What mints runner pods' storage credentials: STS with the operator's own key from ``env``
+    when ``settings`` mint (STS mode with a default storage), else None."""
+    key = load_storage_key(env, settings)
+    if key is None:
+        return None
+    client = StsClient(
+        endpoint=settings.sts_endpoint(),
+        key=key,
+        region=settings.storage_region(),
+        role_arn=settings.storage_role_arn,
+    )
+    logging.getLogger("kubegym").info(
+        "storage credentials: minted per run by STS at %s (key %s, %d s)",
+        client.endpoint,
+        key.access_key_id,
+        settings.storage_credentials_duration_seconds,
+    )
+    return Issuer(client, settings.storage_credentials_duration_seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubegym-operator", description=__doc__)
     parser.add_argument("--liveness", default=os.environ.get("KUBEGYM_LIVENESS", "http://0.0.0.0:8080/healthz"))
@@ -170,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         STATE.settings = load_settings(os.environ)
+        STATE.issuer = issuer_of(STATE.settings, os.environ)
         leader_election = load_leader_election(os.environ)
     except SettingsError as e:
         logging.error("invalid operator settings: %s", e)

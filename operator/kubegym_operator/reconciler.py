@@ -11,7 +11,9 @@ depends on the clock. :func:`reconcile` is the one sequence they share:
    runs is folded into one more pass of it, so no worker thread waits for another);
 2. read the owner, its Job and the Job's pods through the :class:`~kubegym_operator.clusterapi.
    ClusterAPI` it is handed (on the operator, the watch-fed view: no GET, no LIST);
-3. act on what it read: create the Job (its identity first), patch it, delete it to have it
+3. act on what it read: create the Job (its identity first, and its pod's own storage
+   credentials when the operator mints them: :mod:`kubegym_operator.credentials`), patch it,
+   refresh its pod's credentials when a third of their lifetime is left, delete it to have it
    recreated, stop it (the owner failed for good), fail the owner (a spec that cannot work), or
    nothing (a finished owner never gets a Job again);
 4. write the status only when it changed — the changed top-level fields in one merge patch, the
@@ -35,11 +37,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from kubernetes.client.exceptions import ApiException
 
 from kubegym_api.status import TERMINAL_PHASES
-from kubegym_operator import metrics
+from kubegym_operator import credentials, metrics
+from kubegym_operator.builders.credentials import StorageAccess, refresh_due
 from kubegym_operator.builders.job import JobUpdate, RenderError
 from kubegym_operator.builders.status import Event, StatusUpdate
 from kubegym_operator.clusterapi import ClusterAPI
+from kubegym_operator.credentials import Issuer
 from kubegym_operator.kubeapi import Obj
+from kubegym_operator.sts import StsError
 from kubegym_operator.watched import Kind
 
 log = logging.getLogger("kubegym.reconciler")
@@ -61,11 +66,13 @@ class JobPlan(Generic[C]):
     """What an owner without a Job gets: ``job`` to create after ``identity`` (the ServiceAccount,
     Role and RoleBinding its pod runs as: a pod whose ServiceAccount is missing is never created),
     or ``job=None`` to wait. ``context`` is the adapter's note for :meth:`JobOwner.status` (a
-    Benchmark's model resolution)."""
+    Benchmark's model resolution). ``storage`` is what the pod may touch in S3 when the operator
+    mints its credentials (None: they come by reference)."""
 
     job: Obj | None
     identity: tuple[Obj, ...] = ()
     context: C | None = None
+    storage: StorageAccess | None = None
 
 
 class JobOwner(Protocol[C]):
@@ -88,6 +95,12 @@ class JobOwner(Protocol[C]):
 
     def plan_update(self, owner: Obj, job: Obj) -> JobUpdate:
         """How the live ``job`` follows the owner's mutable fields: a JSON Patch, or recreate."""
+        ...
+
+    def storage_access(self, api: ClusterAPI, owner: Obj, job: Obj) -> StorageAccess | None:
+        """What the live ``job``'s pod may touch in S3, for a refresh of its minted credentials
+        (the same as :attr:`JobPlan.storage` when it was created); raises RenderError when it
+        cannot be told any more."""
         ...
 
     def status(
@@ -176,19 +189,21 @@ def reconcile(
     name: str,
     now: Clock = utc_now,
     gate: ReconcileGate = GATE,
+    issuer: Issuer | None = None,
 ) -> Obj | None:
     """Bring the ``adapter.kind`` object ``namespace/name`` and its Job in line with each other.
 
-    ``now`` is the clock of the verdicts (grace periods, transition times), ``gate`` the
-    one-at-a-time gate. Returns the status fields written: None when nothing changed, the object
-    is gone, or another reconcile of it is running (and will make one more pass).
+    ``now`` is the clock of the verdicts (grace periods, transition times, credentials), ``gate``
+    the one-at-a-time gate, ``issuer`` what mints a pod's storage credentials (None: the operator
+    mints none). Returns the status fields written: None when nothing changed, the object is
+    gone, or another reconcile of it is running (and will make one more pass).
     """
     kind = adapter.kind
 
     def once() -> Obj | None:
         with metrics.observe_reconcile(kind):
             try:
-                return _converge(adapter, api, namespace, name, now)
+                return _converge(adapter, api, namespace, name, now, issuer)
             except ApiException as e:
                 if namespace_terminating(e):
                     log.info("%s %s/%s: namespace is being deleted; nothing to reconcile", kind, namespace, name)
@@ -198,7 +213,9 @@ def reconcile(
     return gate.run((kind, namespace, name), once)
 
 
-def _converge(adapter: JobOwner[Any], api: ClusterAPI, namespace: str, name: str, now: Clock) -> Obj | None:
+def _converge(
+    adapter: JobOwner[Any], api: ClusterAPI, namespace: str, name: str, now: Clock, issuer: Issuer | None
+) -> Obj | None:
     kind = adapter.kind
     owner = api.get(kind, namespace, name)
     if owner is None or deleting(owner):
@@ -214,12 +231,15 @@ def _converge(adapter: JobOwner[Any], api: ClusterAPI, namespace: str, name: str
             adapter.settled(namespace, name)
             return write_status(api, kind, owner, adapter.failed(owner, e.reason, e.message, now=now()))
         if plan.job is not None:
-            job = create_job(api, owner, plan.job, plan.identity)
+            job = create_job(api, owner, plan.job, plan.identity, storage=plan.storage, issuer=issuer, now=now)
             metrics.job_created(kind, owner)
     else:
         adapter.settled(namespace, name)
         if job is not None and not finished and not deleting(job):
             job = _follow_edits(adapter, api, owner, job)
+        live = job
+        if live is not None and not finished and not deleting(live) and refresh_due(live, now()):
+            job = refresh_credentials(api, owner, live, lambda: adapter.storage_access(api, owner, live), issuer, now)
     pods = api.pods_of_job(namespace, job["metadata"]["name"]) if job is not None else []
     update = adapter.status(owner, job, pods, now=now(), plan=plan)
     metrics.job_started(kind, job, owner.get("status") or {}, update.status)
@@ -249,15 +269,71 @@ def _follow_edits(adapter: JobOwner[Any], api: ClusterAPI, owner: Obj, job: Obj)
 # --- the steps, shared with the Experiment's report Job ----------------------------------------
 
 
-def create_job(api: ClusterAPI, owner: Obj, job: Obj, identity: Iterable[Obj] = ()) -> Obj:
-    """Create ``identity`` (the pod's ServiceAccount, Role, RoleBinding), then ``job``; returns the
-    Job as the API server has it (an existing one unchanged)."""
+def create_job(
+    api: ClusterAPI,
+    owner: Obj,
+    job: Obj,
+    identity: Iterable[Obj] = (),
+    *,
+    storage: StorageAccess | None = None,
+    issuer: Issuer | None = None,
+    now: Clock = utc_now,
+) -> Obj:
+    """Create ``identity`` (the pod's ServiceAccount, Role, RoleBinding), then — when the operator
+    mints the pod's credentials for ``storage`` — the pod's credentials Secret (through
+    ``issuer``; the clock ``now`` dates them), then ``job``; returns the Job as the API server has
+    it (an existing one unchanged). An STS failure raises :class:`~kubegym_operator.sts.StsError`
+    before the Job exists, after a Warning Event on the owner: the resync tries again."""
     for manifest in identity:
         api.create(manifest)
+    if storage is not None:
+        if issuer is None:
+            raise RuntimeError("the Job needs minted storage credentials but the operator has no issuer")
+        try:
+            job = credentials.issue(api, issuer, job, storage, now())
+        except StsError as e:
+            api.post_event(owner, "Warning", "StorageCredentialsFailed", f"cannot mint storage credentials: {e}")
+            raise
     created = api.create(job)
     meta = owner["metadata"]
     log.info("%s %s/%s: Job %s created", owner.get("kind"), meta["namespace"], meta["name"], job["metadata"]["name"])
     return created
+
+
+def refresh_credentials(
+    api: ClusterAPI,
+    owner: Obj,
+    job: Obj,
+    storage: Callable[[], StorageAccess | None],
+    issuer: Issuer | None,
+    now: Clock = utc_now,
+) -> Obj:
+    """Mint new credentials for the live ``job``'s pod (it is due: :func:`~kubegym_operator.
+    builders.credentials.refresh_due`), with the access ``storage()`` tells; returns the Job.
+
+    Never raises for the refresh itself: a failure (STS down, an access that cannot be told any
+    more) is a Warning Event on the owner and a log line, and the Job stays due, so the next
+    resync (every 30 s) tries again while the old credentials still hold.
+    """
+    meta = job["metadata"]
+    if issuer is None:
+        log.error(
+            "%s/%s: its pod's storage credentials are due but the operator mints none", meta["namespace"], meta["name"]
+        )
+        return job
+    try:
+        access = storage()
+        if access is None:
+            return job
+        refreshed = credentials.refresh(api, issuer, job, access, now())
+    except (StsError, RenderError) as e:
+        log.warning("%s/%s: storage credentials not refreshed: %s", meta["namespace"], meta["name"], e)
+        api.post_event(owner, "Warning", "StorageCredentialsNotRefreshed", f"storage credentials not refreshed: {e}")
+        return job
+    api.post_event(
+        owner, "Normal", "StorageCredentialsRefreshed", f"storage credentials of Job {meta['name']} refreshed"
+    )
+    return refreshed
 
 
 def stop_job(api: ClusterAPI, job: Mapping[str, Any]) -> None:
@@ -319,6 +395,16 @@ def namespace_terminating(error: ApiException) -> bool:
 
 
 # --- the periodic resync ----------------------------------------------------------------------
+
+
+def needs_resync(adapter: JobOwner[Any], api: ClusterAPI, owner: Obj, now: dt.datetime) -> bool:
+    """Whether the periodic resync must reconcile the unfinished ``owner``: its verdict depends on
+    the clock (:meth:`JobOwner.clock_dependent`), or its pod's credentials are due for a refresh."""
+    if adapter.clock_dependent(api, owner):
+        return True
+    meta = owner["metadata"]
+    job = api.get(Kind.JOB, meta["namespace"], adapter.job_name(owner))
+    return job is not None and not deleting(job) and refresh_due(job, now)
 
 
 def due_for_resync(

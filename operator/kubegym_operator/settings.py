@@ -4,10 +4,17 @@ They hold what a platform engineer decides once for the whole cluster: the runne
 default storage, how GPU runs find GPU nodes, the default Kueue queue, default resources.
 Everything here is a default; a TrainingRun's own fields win. :class:`LeaderElection` holds how
 the operator's replicas elect the one that reconciles (``kubegym_operator.leadership``).
+
+How runner pods of the default storage get credentials (``KUBEGYM_STORAGE_CREDENTIALS``): ``sts``
+(the default) has the operator mint short-lived credentials for each run with its own key
+(:func:`load_storage_key`, never in :class:`Settings` nor in any runner pod); ``static`` is the
+opt-in for stores without STS, where every run's namespace holds the Secret
+``KUBEGYM_STORAGE_SECRET`` names and runner pods get its keys by reference.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import socket
@@ -18,11 +25,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from kubegym_api.storage import S3Storage
 from kubegym_api.workload import Quantity, Toleration
+from kubegym_operator.sts import MAX_DURATION_SECONDS, MIN_DURATION_SECONDS, AccessKey
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/kubegym/kubegym-runner:0.1.0"
 
 #: Tolerates the taint that GKE, AKS and the NVIDIA GPU operator put on GPU nodes.
 DEFAULT_GPU_TOLERATIONS = (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),)
+
+
+class StorageCredentials(enum.StrEnum):
+    """How runner pods of the default storage get S3 credentials."""
+
+    #: The operator mints credentials for each run (STS AssumeRole with a session policy).
+    sts = "sts"
+    #: The runner pod reads ``default_storage.secret_ref``'s keys by reference (stores without STS).
+    static = "static"
+
+
+#: The endpoint of AWS STS in a region (when the default storage has no endpoint: AWS S3).
+AWS_STS_ENDPOINT = "https://sts.{region}.amazonaws.com"
+DEFAULT_REGION = "us-east-1"
 
 
 class Settings(BaseModel):
@@ -33,8 +55,16 @@ class Settings(BaseModel):
     runner_image: str = DEFAULT_RUNNER_IMAGE
     image_pull_policy: str = Field(default="IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
     image_pull_secrets: tuple[str, ...] = ()
-    #: Storage for runs that name none; its secretRef must exist in the run's namespace.
+    #: Storage for runs that name none. In ``static`` mode its secretRef must exist in the run's
+    #: namespace; in ``sts`` mode it has none (the operator mints each run's credentials).
     default_storage: S3Storage | None = None
+    storage_credentials: StorageCredentials = StorageCredentials.sts
+    #: Lifetime of a run's minted credentials; the operator mints new ones when a third is left.
+    storage_credentials_duration_seconds: int = Field(default=3600, ge=MIN_DURATION_SECONDS, le=MAX_DURATION_SECONDS)
+    #: STS endpoint; None: the default storage's endpoint (MinIO serves STS there), else AWS's regional one.
+    storage_sts_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    #: The role AssumeRole assumes (required on AWS; MinIO assumes the calling user).
+    storage_role_arn: str | None = None
     gpu_node_selector: dict[str, str] = Field(default_factory=dict)
     gpu_tolerations: tuple[Toleration, ...] = DEFAULT_GPU_TOLERATIONS
     default_queue_name: str | None = None
@@ -52,6 +82,39 @@ class Settings(BaseModel):
     #: Minimum seconds between two progress writes of a runner.
     progress_interval_seconds: float = Field(default=10.0, ge=1.0)
 
+    @model_validator(mode="after")
+    def _storage_credentials_are_consistent(self) -> Settings:
+        storage = self.default_storage
+        if self.storage_credentials != StorageCredentials.sts or storage is None:
+            return self
+        if storage.secret_ref:
+            raise ValueError(
+                "KUBEGYM_STORAGE_SECRET is for KUBEGYM_STORAGE_CREDENTIALS=static; with sts the operator "
+                "mints each run's credentials and runner pods never get the storage key"
+            )
+        if storage.endpoint is None and self.storage_sts_endpoint is None and not self.storage_role_arn:
+            raise ValueError("STS on AWS needs the role to assume: set KUBEGYM_STORAGE_ROLE_ARN")
+        return self
+
+    @property
+    def mints_credentials(self) -> bool:
+        """Whether runs of the default storage get operator-minted credentials (STS mode)."""
+        return self.storage_credentials == StorageCredentials.sts and self.default_storage is not None
+
+    def sts_endpoint(self) -> str:
+        """Where AssumeRole goes: the setting, else the default storage's endpoint, else AWS STS."""
+        if self.storage_sts_endpoint:
+            return self.storage_sts_endpoint
+        storage = self.default_storage
+        if storage is not None and storage.endpoint:
+            return storage.endpoint
+        return AWS_STS_ENDPOINT.format(region=self.storage_region())
+
+    def storage_region(self) -> str:
+        """The region requests to the default storage (and its STS) are signed for."""
+        storage = self.default_storage
+        return (storage.region if storage is not None else None) or DEFAULT_REGION
+
 
 #: Environment variable → Settings field. JSON-valued ones are marked in ``_JSON_FIELDS``.
 ENV_VARS: Mapping[str, str] = {
@@ -68,6 +131,10 @@ ENV_VARS: Mapping[str, str] = {
     "KUBEGYM_TERMINATION_GRACE_PERIOD_SECONDS": "termination_grace_period_seconds",
     "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "pending_error_grace_seconds",
     "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "progress_interval_seconds",
+    "KUBEGYM_STORAGE_CREDENTIALS": "storage_credentials",
+    "KUBEGYM_STORAGE_CREDENTIALS_DURATION_SECONDS": "storage_credentials_duration_seconds",
+    "KUBEGYM_STORAGE_STS_ENDPOINT": "storage_sts_endpoint",
+    "KUBEGYM_STORAGE_ROLE_ARN": "storage_role_arn",
 }
 _JSON_FIELDS = frozenset({"gpu_node_selector", "gpu_tolerations"})
 _LIST_FIELDS = frozenset({"image_pull_secrets"})
@@ -80,6 +147,9 @@ STORAGE_ENV_VARS: Mapping[str, str] = {
     "KUBEGYM_STORAGE_REGION": "region",
     "KUBEGYM_STORAGE_SECRET": "secret_ref",
 }
+#: The operator's own storage key (STS mode): what AssumeRole is signed with. Read by
+#: :func:`load_storage_key`, never part of :class:`Settings` (which is logged and compared).
+STORAGE_KEY_ENV_VARS = ("KUBEGYM_STORAGE_ACCESS_KEY_ID", "KUBEGYM_STORAGE_SECRET_ACCESS_KEY")
 
 
 class SettingsError(ValueError):
@@ -115,14 +185,35 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     try:
         return Settings.model_validate(values)
     except ValidationError as err:
-        problems = "; ".join(f"{_var_of(str(e['loc'][0]))}: {e['msg']}" for e in err.errors(include_url=False))
+        problems = "; ".join(_problem(e["loc"], e["msg"]) for e in err.errors(include_url=False))
         raise SettingsError(f"invalid operator settings: {problems}") from err
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    if not loc:  # a rule across fields names its variables itself
+        return message.removeprefix("Value error, ")
+    return f"{_var_of(str(loc[0]))}: {message}"
 
 
 def _var_of(field: str) -> str:
     if field == "default_storage":
         return "KUBEGYM_STORAGE_*"
     return next((var for var, name in ENV_VARS.items() if name == field), field)
+
+
+def load_storage_key(env: Mapping[str, str], settings: Settings) -> AccessKey | None:
+    """The operator's own storage key when ``settings`` mint credentials (STS mode with a default
+    storage), from ``KUBEGYM_STORAGE_ACCESS_KEY_ID`` and ``KUBEGYM_STORAGE_SECRET_ACCESS_KEY``;
+    None when nothing is minted. Missing variables are a :class:`SettingsError`."""
+    if not settings.mints_credentials:
+        return None
+    key_id, secret = (env.get(var, "").strip() for var in STORAGE_KEY_ENV_VARS)
+    if not key_id or not secret:
+        raise SettingsError(
+            "KUBEGYM_STORAGE_CREDENTIALS=sts needs the operator's own storage key in "
+            f"{' and '.join(STORAGE_KEY_ENV_VARS)} (or set KUBEGYM_STORAGE_CREDENTIALS=static)"
+        )
+    return AccessKey(key_id, secret)
 
 
 # --- leader election ---------------------------------------------------------------------------

@@ -444,7 +444,7 @@ class Evaluator:
         config = self.config
         device = resolve_device(config.device)
         configure_inference()
-        self.storage.check_bucket(config.storage.bucket)
+        self.storage.check_bucket(config.storage.bucket, config.run_prefix)
         env_errors = {spec.id: error for spec in config.environments if (error := check_environment(spec)) is not None}
         errors: dict[report.EntryKey, str] = {}
         timings: dict[report.EntryKey, Timing] = {}

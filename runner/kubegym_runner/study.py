@@ -153,7 +153,7 @@ def _dump(model: Any) -> Any:
 def build_report(config: ExperimentReportConfig, storage: Storage) -> tuple[Outcome, dict[str, bytes]]:
     """Read the runs, compute everything, and render the files (not yet written)."""
     bucket = config.storage.bucket
-    storage.check_bucket(bucket)
+    storage.check_bucket(bucket, config.run_prefix)
     settings = BootstrapSettings(config.confidence_level, config.bootstrap_resamples, config.bootstrap_seed)
     benchmark = load_benchmark_returns(storage, bucket, config.benchmark_prefixes)
     runs = [load_run(storage, bucket, run, benchmark) for run in config.runs]

@@ -195,7 +195,7 @@ class Trainer:
         self.compute = compute_status(threads, self.plan)
         if self.config.checkpoint.save_replay_buffer and not is_off_policy(self.plan.algorithm):
             log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
-        self.storage.check_bucket(self.layout.root.bucket)
+        self.storage.check_bucket(self.layout.root.bucket, self.layout.root.key)
         self._stop_if_terminated()
         try:
             self._provenance = self._own_provenance()

@@ -473,8 +473,8 @@ class _RetryingStorage(Storage):
     def _call(self, what: str, request: Callable[[], T]) -> T:
         return self._uploader._call(self._job, what, request)
 
-    def check_bucket(self, bucket: str) -> None:
-        self._call(f"access to bucket s3://{bucket}", lambda: self._inner.check_bucket(bucket))
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
+        self._call(f"access to bucket s3://{bucket}", lambda: self._inner.check_bucket(bucket, prefix))
 
     def upload_file(self, path: Path, uri: S3Uri, progress: Callable[[int], None] | None = None) -> None:
         def alive(n: int) -> None:
@@ -512,8 +512,8 @@ class _BlockingStorage(Storage):
     def _run(self, label: str, action: Callable[[Storage], T]) -> T:
         return self._uploader._run_blocking(label, action, self._deadline, self._timeout)
 
-    def check_bucket(self, bucket: str) -> None:
-        self._run(f"access to bucket s3://{bucket}", lambda s: s.check_bucket(bucket))
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
+        self._run(f"access to bucket s3://{bucket}", lambda s: s.check_bucket(bucket, prefix))
 
     def upload_file(self, path: Path, uri: S3Uri, progress: Callable[[int], None] | None = None) -> None:
         self._run(f"upload to {uri}", lambda s: s.upload_file(path, uri, progress=progress))

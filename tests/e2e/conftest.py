@@ -2,8 +2,9 @@
 node, authenticating with its own ServiceAccount token (so RBAC is the chart's, for real).
 
 ``release`` installs it once per session (uninstalling a leftover release first) and
-uninstalls it at the end; ``run_namespace`` is a fresh namespace with the S3 Secret that
-enforces the ``restricted`` Pod Security Standard, as a platform team would set it up.
+uninstalls it at the end; ``run_namespace`` is a fresh namespace that enforces the
+``restricted`` Pod Security Standard, as a platform team would set it up, and holds no storage
+Secret (the operator mints each run's credentials).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from kubegym_localcluster import layout
-from kubegym_localcluster.cluster import LocalCluster, copy_s3_secret
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import ApiError, Kube
 from tests.support.helm import Helm
 from tests.support.kubectl import Kubectl
@@ -68,8 +68,9 @@ def label_restricted(kube: Kube, namespace: str) -> None:
 
 
 def release_values(cluster: LocalCluster) -> dict[str, Any]:
-    """The chart's values for the local cluster: default storage in its MinIO with the Secret
-    every test namespace gets, free ports for the health and metrics endpoints (pods share the
+    """The chart's values for the local cluster: default storage in its MinIO, the operator minting
+    each run's credentials (STS) with its key from the Secret ``up`` made in the release namespace
+    (the chart's default name; no run namespace holds a storage Secret), free ports for the health and metrics endpoints (pods share the
     host's network here, so one operator pod: two would bind the same ports), quicker progress
     reports and pending-error verdicts for tests."""
     health, metrics = layout.free_ports(2)
@@ -79,14 +80,14 @@ def release_values(cluster: LocalCluster) -> dict[str, Any]:
         "storage": {
             "bucket": layout.BUCKET,
             "endpoint": cluster.minio().endpoint,
-            "secretName": layout.S3_SECRET,
+            "sts": {"operatorSecretName": layout.OPERATOR_STORAGE_SECRET},
         },
         "runner": {"progressIntervalSeconds": 2, "pendingErrorGraceSeconds": 20},
     }
 
 
 def new_namespace(cluster: LocalCluster, kube: Kube, prefix: str) -> str:
-    """A namespace enforcing the restricted standard, with the S3 Secret runs reference."""
+    """A namespace enforcing the restricted standard (no storage Secret: runs get minted credentials)."""
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     kube.create(
         "/api/v1/namespaces",
@@ -97,7 +98,6 @@ def new_namespace(cluster: LocalCluster, kube: Kube, prefix: str) -> str:
         30,
         f"the default ServiceAccount of {name}",
     )
-    copy_s3_secret(kube, name, cluster.minio())
     return name
 
 

@@ -98,6 +98,9 @@ ALLOWED = [
     ("delete", "batch/jobs", "team-a"),
     ("watch", "pods", None),
     ("create", "events", "team-a"),
+    # Each run's minted storage credentials (STS mode): written, never read.
+    ("create", "secrets", "team-a"),
+    ("patch", "secrets", "team-a"),
     ("create", "serviceaccounts", "team-a"),
     ("create", "rbac.authorization.k8s.io/roles", "team-a"),
     ("create", "rbac.authorization.k8s.io/rolebindings", "team-a"),
@@ -107,6 +110,8 @@ DENIED = [
     ("get", "secrets", "team-a"),
     ("list", "secrets", None),
     ("get", "secrets", "kubegym-system"),
+    ("watch", "secrets", None),
+    ("delete", "secrets", "team-a"),
     ("create", "pods", "team-a"),
     ("delete", "pods", "team-a"),
     ("create", "pods/exec", "team-a"),
@@ -290,7 +295,7 @@ def test_every_rendered_manifest_passes_server_side_dry_run(
         {
             "operator": {"logLevel": "debug", "tolerations": [{"key": "x", "operator": "Exists"}]},
             "imagePullSecrets": ["regcred"],
-            "storage": {"bucket": "kubegym", "endpoint": "http://minio:9000", "secretName": "kubegym-s3"},
+            "storage": {"bucket": "kubegym", "endpoint": "http://minio:9000"},
             "gpu": {"nodeSelector": {"nvidia.com/gpu.present": "true"}},
             "kueue": {"defaultQueueName": "team-gpus"},
             "runner": {"jobTTLSecondsAfterFinished": 600},

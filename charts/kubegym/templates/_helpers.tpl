@@ -78,7 +78,16 @@ preferred anti-affinity that spreads the operator pods across nodes. */}}
 {{- if and (not $s.bucket) (or $s.prefix $s.endpoint $s.region $s.secretName) -}}
 {{- fail "storage.bucket is required when storage.prefix, storage.endpoint, storage.region or storage.secretName is set" -}}
 {{- end -}}
-{{- if and $s.bucket (not $s.secretName) -}}
-{{- fail "storage.secretName is required with storage.bucket: runner pods take the S3 credentials from that Secret in their namespace" -}}
+{{- if and $s.bucket (eq $s.credentials "static") (not $s.secretName) -}}
+{{- fail "storage.secretName is required with storage.credentials=static: runner pods take the S3 credentials from that Secret in their namespace" -}}
+{{- end -}}
+{{- if and $s.bucket (eq $s.credentials "sts") $s.secretName -}}
+{{- fail "storage.secretName is for storage.credentials=static; with sts the operator mints each run's credentials from storage.sts.operatorSecretName" -}}
+{{- end -}}
+{{- if and $s.bucket (eq $s.credentials "sts") (not $s.sts.operatorSecretName) -}}
+{{- fail "storage.sts.operatorSecretName is required with storage.credentials=sts: the operator's own key, which it turns into each run's credentials" -}}
+{{- end -}}
+{{- if and $s.bucket (eq $s.credentials "sts") (not $s.endpoint) (not $s.sts.endpoint) (not $s.sts.roleArn) -}}
+{{- fail "storage.sts.roleArn is required for STS on AWS (no storage.endpoint): the role the session policies narrow" -}}
 {{- end -}}
 {{- end -}}

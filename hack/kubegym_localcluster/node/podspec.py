@@ -6,11 +6,19 @@ private mount namespace in which those directories are bind-mounted at the
 containers' ``mountPath`` (read-only where asked). A program inside the pod therefore
 finds ``/var/run/secrets/kubernetes.io/serviceaccount/token`` and its ConfigMaps at
 the paths it was written for, and no other pod sees them.
+
+Like a kubelet, the node keeps those files current while the pod runs: ServiceAccount tokens
+are rotated at 80% of their lifetime, and Secret and ConfigMap volumes (and projected sources)
+are read again every :data:`VOLUME_SYNC_SECONDS` (a kubelet's sync period is a minute), a
+changed file replaced atomically (write, then rename; the bind mount shows the new one), a key
+that is gone removed. Environment variables from them never change, as on a kubelet. A Secret
+that disappeared leaves the files as they were.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import os
 import re
@@ -24,6 +32,8 @@ from ..kube import Kube
 Obj = dict[str, Any]
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+#: How often Secret and ConfigMap volumes of a running pod are read again (a kubelet's sync period).
+VOLUME_SYNC_SECONDS = 60.0
 
 
 def expand(value: str, env: dict[str, str]) -> str:
@@ -84,8 +94,10 @@ class Resolver:
         self.ns = namespace
         self._cache: dict[tuple[str, str], Obj] = {}
 
-    def _get(self, kind: str, name: str, optional: bool) -> Obj | None:
+    def _get(self, kind: str, name: str, optional: bool, fresh: bool = False) -> Obj | None:
         key = (kind, name)
+        if fresh:
+            self._cache.pop(key, None)
         if key not in self._cache:
             # The Node authorizer learns of a new pod's references a moment after binding.
             for attempt in range(20):
@@ -104,8 +116,9 @@ class Resolver:
                     raise
         return self._cache[key]
 
-    def data(self, kind: str, name: str, optional: bool = False) -> dict[str, bytes]:
-        obj = self._get(kind, name, optional)
+    def data(self, kind: str, name: str, optional: bool = False, fresh: bool = False) -> dict[str, bytes]:
+        """The object's data by key (decoded); ``fresh`` reads it again instead of the cached copy."""
+        obj = self._get(kind, name, optional, fresh)
         if obj is None:
             return {}
         if kind == "secrets":
@@ -215,28 +228,46 @@ def container_env(
     return env
 
 
-def _write_items(target: Path, data: dict[str, bytes], items: list[Obj] | None, mode: int | None) -> None:
+def _write_items(
+    target: Path, data: dict[str, bytes], items: list[Obj] | None, mode: int | None, prune: bool = False
+) -> bool:
+    """Write ``data``'s keys (or ``items``' key→path) as files, each atomically, skipping files that
+    already hold the value; ``prune`` removes files of keys no longer in ``data`` (a whole Secret
+    or ConfigMap volume). Returns whether a file changed."""
     target.mkdir(parents=True, exist_ok=True)
     pairs = [(i["key"], i["path"]) for i in items] if items else [(k, k) for k in data]
+    changed = False
     for key, rel in pairs:
         if key not in data:
             continue
         f = target / rel
+        with contextlib.suppress(OSError):
+            if f.read_bytes() == data[key]:
+                continue
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_name(f".{f.name}.tmp")
         tmp.write_bytes(data[key])
         tmp.chmod(mode if mode is not None else 0o644)
         tmp.replace(f)
+        changed = True
+    if prune and not items:
+        for f in target.iterdir():
+            if f.is_file() and not f.name.startswith(".") and f.name not in data:
+                f.unlink()
+                changed = True
+    return changed
 
 
 class Volumes:
     """Materialises a pod's volumes and refreshes its projected ServiceAccount tokens."""
 
-    def __init__(self, pod: Obj, root: Path, resolver: Resolver) -> None:
+    def __init__(self, pod: Obj, root: Path, resolver: Resolver, sync_seconds: float = VOLUME_SYNC_SECONDS) -> None:
         self.pod = pod
         self.root = root
         self.resolver = resolver
+        self.sync_seconds = sync_seconds
         self._tokens: list[tuple[Path, str | None, int, float]] = []  # (file, audience, ttl, expiry)
+        self._next_sync = time.monotonic() + sync_seconds
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -290,6 +321,39 @@ class Volumes:
                 )
             elif "downwardAPI" in src:
                 self._downward(target, src["downwardAPI"].get("items", []))
+
+    def sync_sources(self, now: float | None = None) -> bool:
+        """Every ``sync_seconds`` (by the monotonic clock, or ``now``): read the pod's Secret and
+        ConfigMap volumes (and projected sources) again and rewrite what changed. Returns whether
+        a file changed. A source that is gone keeps its files; other errors propagate (the next
+        sync tries again)."""
+        now = time.monotonic() if now is None else now
+        if now < self._next_sync:
+            return False
+        self._next_sync = now + self.sync_seconds
+        changed = False
+        for vol in self.pod["spec"].get("volumes", []):
+            target = self.path(vol["name"])
+            if "secret" in vol:
+                s = vol["secret"]
+                changed |= self._sync(target, "secrets", s["secretName"], s, s.get("defaultMode"), prune=True)
+            elif "configMap" in vol:
+                c = vol["configMap"]
+                changed |= self._sync(target, "configmaps", c["name"], c, c.get("defaultMode"), prune=True)
+            elif "projected" in vol:
+                for src in vol["projected"].get("sources", []):
+                    if "secret" in src:
+                        changed |= self._sync(target, "secrets", src["secret"]["name"], src["secret"], None)
+                    elif "configMap" in src:
+                        changed |= self._sync(target, "configmaps", src["configMap"]["name"], src["configMap"], None)
+        return changed
+
+    def _sync(self, target: Path, kind: str, name: str, source: Obj, mode: int | None, prune: bool = False) -> bool:
+        try:
+            data = self.resolver.data(kind, name, source.get("optional", False), fresh=True)
+        except SpecError:
+            return False  # deleted meanwhile: the files stay as they were
+        return _write_items(target, data, source.get("items"), mode, prune=prune and bool(data))
 
     def refresh_tokens(self) -> None:
         """Rotate tokens at 80% of their lifetime, as the kubelet does."""

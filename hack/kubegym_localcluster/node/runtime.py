@@ -325,6 +325,11 @@ class PodWorker(threading.Thread):
             volumes.refresh_tokens()
         except Exception as e:  # noqa: BLE001 - a failed refresh is retried next tick
             log.warning("pod %s/%s: token refresh failed: %s", self.ns, self.name, e)
+        try:
+            if volumes.sync_sources():
+                log.info("pod %s/%s: Secret/ConfigMap volumes updated", self.ns, self.name)
+        except Exception as e:  # noqa: BLE001 - the next sync tries again
+            log.warning("pod %s/%s: volume sync failed: %s", self.ns, self.name, _short(e))
 
     def _backoff(self, st: ContainerState) -> None:
         delay = min(BACKOFF_MAX, 2.0**st.restart_count)
@@ -360,7 +365,8 @@ class PodWorker(threading.Thread):
             st.state = {"waiting": {"reason": "ErrImagePull", "message": str(e)}}
             return
         try:
-            env = container_env(self.pod, spec, resolver, images.base_environment(), self.service_env)
+            site = images.site_mounts(self.root.parent.parent)
+            env = container_env(self.pod, spec, resolver, images.base_environment(bool(site)), self.service_env)
             mounts = volumes.mounts(spec)
         except SpecError as e:
             st.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
@@ -397,7 +403,9 @@ class PodWorker(threading.Thread):
         launch = {
             "cgroups": [str(c) for c in cgroups.values()],
             # The image's own files first (its sources), then the termination log and the volumes.
-            "mounts": [{"source": str(src), "target": target, "readOnly": True} for src, target in image.source_mounts]
+            "mounts": [
+                {"source": str(src), "target": target, "readOnly": True} for src, target in image.source_mounts + site
+            ]
             + [{"source": str(term_path), "target": spec.get("terminationMessagePath") or TERMINATION_LOG}]
             + [{"source": str(m.source), "target": m.target, "readOnly": m.read_only} for m in mounts],
             "workingDir": spec.get("workingDir"),

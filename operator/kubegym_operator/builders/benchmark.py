@@ -12,9 +12,10 @@ Models given by ``trainingRunRef`` resolve to that run's final model only once i
 succeeded; until then the Benchmark waits (condition ModelsReady=False) and no Job exists.
 
 The pod is the TrainingRun runner's (``restricted`` Pod Security, read-only root filesystem,
-credentials only by ``secretKeyRef``), with ``evaluate`` as its command and an identity that
-can get and patch this Benchmark's status and nothing else: loading a model unpickles
-untrusted code.
+credentials minted for it or by ``secretKeyRef``), with ``evaluate`` as its command and an
+identity that can get and patch this Benchmark's status and nothing else: loading a model
+unpickles untrusted code. With minted credentials its storage access is as narrow: read its
+models' folders, write its own reports (:mod:`kubegym_operator.builders.credentials`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from kubegym_operator.builders.job import (
     QUEUE_LABEL,
     Manifest,
     RenderError,
+    minted_credentials,
     placement,
     runner_env,
     runner_job_spec,
@@ -171,10 +173,10 @@ def storage_of(spec: BenchmarkSpec, settings: Settings) -> S3Storage:
     """The storage the Benchmark reads models from and writes reports to."""
     if spec.storage is not None:
         return S3Storage.model_validate(spec.storage.model_dump())
-    if settings.default_storage is None or not settings.default_storage.secret_ref:
+    if settings.default_storage is None or not (settings.default_storage.secret_ref or settings.mints_credentials):
         raise RenderError(
             "StorageNotConfigured",
-            "spec.storage is not set and the operator has no default storage with a credentials Secret; "
+            "spec.storage is not set and the operator has no default storage with credentials; "
             "set spec.storage (bucket, secretRef, endpoint)",
         )
     return settings.default_storage
@@ -223,6 +225,7 @@ def render_job(bench: Mapping[str, Any], settings: Settings, models: list[Benchm
     if queue:
         job_labels[QUEUE_LABEL] = queue
     resources, scheduling = placement(spec.resources, spec.scheduling, settings)
+    job_name = evaluation_job_name(meta["name"])
     pod_spec = runner_pod_spec(
         settings,
         image=spec.image or settings.runner_image,
@@ -234,6 +237,7 @@ def render_job(bench: Mapping[str, Any], settings: Settings, models: list[Benchm
         termination_grace_period_seconds=settings.termination_grace_period_seconds,
         tmp_size_limit=str(settings.tmp_size_limit),
         home_size_limit="1Gi",
+        credentials_of_job=job_name if minted_credentials(config.storage) else None,
     )
     job_spec = runner_job_spec(
         pod_spec,
@@ -248,7 +252,7 @@ def render_job(bench: Mapping[str, Any], settings: Settings, models: list[Benchm
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": evaluation_job_name(meta["name"]),
+            "name": job_name,
             "namespace": meta["namespace"],
             "labels": job_labels,
             "annotations": {BENCHMARK_NAME_ANNOTATION: meta["name"]},

@@ -5,7 +5,8 @@ The operator has neither S3 credentials nor numpy, so the analysis runs in the r
 episodes) from S3, writes the tables and plots under ``<prefix>/<namespace>/experiments/<name>/
 report/``, and patches the Experiment's ``results``, ``best`` and ``report`` with a
 ServiceAccount that may patch that one Experiment's status and nothing else. The storage
-credentials reach the pod only as ``secretKeyRef``.
+credentials reach the pod as the report's own minted credentials (read the trials and final
+Benchmarks, write the report) or, for a storage with a ``secretRef``, as ``secretKeyRef``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from kubegym_operator.builders.job import (
     HOME_DIR,
     QUEUE_LABEL,
     Manifest,
+    minted_credentials,
     queue_name,
     runner_job_spec,
     runner_pod_spec,
     scheduling_of,
-    secret_env,
+    storage_env,
     storage_of,
 )
 from kubegym_operator.builders.naming import dns_label, label_value
@@ -101,9 +103,7 @@ def _env(config: ExperimentReportConfig) -> list[Manifest]:
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
     ]
-    if config.storage.secret_ref:
-        env += secret_env(config.storage.secret_ref)
-    return env
+    return env + storage_env(config.storage)
 
 
 def report_labels(exp: Mapping[str, Any]) -> dict[str, str]:
@@ -146,6 +146,7 @@ def render_report_job(
         termination_grace_period_seconds=30,
         tmp_size_limit="2Gi",
         home_size_limit="256Mi",
+        credentials_of_job=report_job_name(name) if minted_credentials(config.storage) else None,
     )
     job_spec = runner_job_spec(
         pod_spec,

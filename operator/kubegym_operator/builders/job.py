@@ -2,8 +2,11 @@
 
 The pod passes the ``restricted`` Pod Security Standard: non-root UID 65532, no privilege
 escalation, no capabilities, RuntimeDefault seccomp, a read-only root filesystem with
-emptyDirs for /tmp and $HOME. The runner's configuration travels in ``KUBEGYM_CONFIG``;
-storage credentials only as ``secretKeyRef`` so no secret value is ever in the manifest.
+emptyDirs for /tmp and $HOME. The runner's configuration travels in ``KUBEGYM_CONFIG``. No
+secret value is ever in the manifest: the operator's default storage (STS mode) reaches the pod
+as the run's own credentials Secret, mounted as a volume (:mod:`kubegym_operator.builders.
+credentials`); a storage with a ``secretRef`` (a spec's own, or the default in static mode) as
+``secretKeyRef``.
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_c
 from kubegym_api.storage import S3Storage
 from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
 from kubegym_api.workload import Resources, Scheduling, Toleration
+from kubegym_operator.builders import credentials
 from kubegym_operator.builders.artifacts import ARTIFACTS_ANNOTATION, ArtifactLocation, run_location
+from kubegym_operator.builders.errors import RenderError as RenderError
 from kubegym_operator.builders.naming import (
     label_value,
     runner_identity_name,
     training_job_name,
 )
 from kubegym_operator.builders.ownership import controller_reference
-from kubegym_operator.settings import Settings
+from kubegym_operator.settings import Settings, StorageCredentials
 
 Manifest = dict[str, Any]
 
@@ -45,18 +50,12 @@ RUN_LABEL = "kubegym.io/training-run"
 #: The run's full name (a label value is cut at 63 characters); handlers map Job and pod events back by it.
 RUN_NAME_ANNOTATION = "kubegym.io/training-run-name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
+#: The checkpoint ``resumeFrom.trainingRun`` named when the Job was rendered (its pod's
+#: ``resume_from``); the session policy of a credentials refresh reads it from here.
+RESUME_FROM_ANNOTATION = "kubegym.io/resume-from"
 #: Keys of the storage Secret, read by boto3's default credential chain.
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 OPTIONAL_SECRET_KEYS = ("AWS_SESSION_TOKEN",)
-
-
-class RenderError(ValueError):
-    """The run cannot be rendered as it stands; ``reason`` is CamelCase for the status."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def parse_spec(run: Mapping[str, Any]) -> TrainingRunSpec:
@@ -94,7 +93,7 @@ def storage_of(spec: TrainingRunSpec, settings: Settings) -> S3Storage:
             "spec.checkpoint.storage is not set and the operator has no default storage; "
             "set spec.checkpoint.storage (bucket, secretRef, endpoint)",
         )
-    if not settings.default_storage.secret_ref:
+    if settings.storage_credentials == StorageCredentials.static and not settings.default_storage.secret_ref:
         raise RenderError(
             "StorageNotConfigured",
             "the operator's default storage names no credentials Secret "
@@ -185,6 +184,20 @@ def secret_env(secret: str) -> list[Manifest]:
     return env
 
 
+def storage_env(storage: S3Storage) -> list[Manifest]:
+    """How a runner finds its storage credentials: the ``secretRef``'s keys by reference, else the
+    file of the run's own minted credentials (:func:`minted_credentials`)."""
+    if storage.secret_ref:
+        return secret_env(storage.secret_ref)
+    return credentials.env()
+
+
+def minted_credentials(storage: S3Storage) -> bool:
+    """Whether a pod of this storage gets operator-minted credentials: it names no Secret (the
+    default storage in STS mode; a spec's own storage always names one)."""
+    return not storage.secret_ref
+
+
 def runner_env(config: TrainConfig | EvaluateConfig, gpu: int) -> list[Manifest]:
     """Environment of a training or evaluation runner: its config, writable dirs, pod identity, credentials."""
     env: list[Manifest] = [
@@ -202,9 +215,7 @@ def runner_env(config: TrainConfig | EvaluateConfig, gpu: int) -> list[Manifest]
         # CUDA images set NVIDIA_VISIBLE_DEVICES=all; on a GPU node that would hand a CPU run
         # every GPU behind the device plugin's back.
         env.append({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"})
-    if config.storage.secret_ref:
-        env += secret_env(config.storage.secret_ref)
-    return env
+    return env + storage_env(config.storage)
 
 
 def _toleration(t: Toleration) -> Manifest:
@@ -306,9 +317,14 @@ def runner_pod_spec(
     termination_grace_period_seconds: int,
     tmp_size_limit: str,
     home_size_limit: str,
+    credentials_of_job: str | None = None,
 ) -> Manifest:
     """The pod every runner command gets: ``restricted`` security, a read-only root filesystem with
-    emptyDirs for /tmp and $HOME, and the given identity's token mounted explicitly."""
+    emptyDirs for /tmp and $HOME, and the given identity's token mounted explicitly.
+
+    ``credentials_of_job`` names the Job whose per-run credentials Secret the pod mounts (minted
+    credentials, :mod:`~kubegym_operator.builders.credentials`); None when they come by reference.
+    """
     container: Manifest = {
         "name": CONTAINER_NAME,
         "image": image,
@@ -338,6 +354,9 @@ def runner_pod_spec(
             {"name": "home", "emptyDir": {"sizeLimit": home_size_limit}},
         ],
     }
+    if credentials_of_job is not None:
+        container["volumeMounts"].append(credentials.volume_mount())
+        pod_spec["volumes"].append(credentials.volume(credentials_of_job))
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
     return pod_spec
@@ -385,6 +404,7 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
     queue = queue_name(spec, settings)
     if queue:
         job_labels[QUEUE_LABEL] = queue
+    job_name = training_job_name(meta["name"])
     pod_spec = runner_pod_spec(
         settings,
         image=spec.image or settings.runner_image,
@@ -396,6 +416,7 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
         termination_grace_period_seconds=settings.termination_grace_period_seconds,
         tmp_size_limit=str(settings.tmp_size_limit),
         home_size_limit="1Gi",
+        credentials_of_job=job_name if minted_credentials(config.storage) else None,
     )
     job_spec = runner_job_spec(
         pod_spec,
@@ -406,22 +427,32 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
         active_deadline_seconds=spec.run_policy.active_deadline_seconds,
         ttl_seconds_after_finished=ttl_seconds_after_finished(spec, settings),
     )
+    annotations = {
+        SCHEDULING_ANNOTATION: scheduling_hash(spec, settings),
+        RUN_NAME_ANNOTATION: meta["name"],
+        ARTIFACTS_ANNOTATION: ArtifactLocation(config.storage.bucket, config.run_prefix).uri,
+    }
+    if resume_uri is not None and spec.resume_from is not None and spec.resume_from.training_run:
+        annotations[RESUME_FROM_ANNOTATION] = resume_uri
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": training_job_name(meta["name"]),
+            "name": job_name,
             "namespace": meta["namespace"],
             "labels": job_labels,
-            "annotations": {
-                SCHEDULING_ANNOTATION: scheduling_hash(spec, settings),
-                RUN_NAME_ANNOTATION: meta["name"],
-                ARTIFACTS_ANNOTATION: ArtifactLocation(config.storage.bucket, config.run_prefix).uri,
-            },
+            "annotations": annotations,
             "ownerReferences": [owner_reference(run)],
         },
         "spec": job_spec,
     }
+
+
+def resume_uri_of(job: Mapping[str, Any]) -> str | None:
+    """The checkpoint ``resumeFrom.trainingRun`` resolved to when ``job`` was rendered (the other
+    run moves on; its pod was configured with this one)."""
+    uri = ((job.get("metadata") or {}).get("annotations") or {}).get(RESUME_FROM_ANNOTATION)
+    return uri if isinstance(uri, str) and uri else None
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,27 @@ created under deterministic names, so a restart or a duplicate event never creat
 The Experiment is not a :class:`~kubegym_operator.reconciler.JobOwner` (its verdict is about its
 runs), but it shares the reconciler's parts: one reconcile at a time per object
 (:data:`~kubegym_operator.reconciler.GATE`), its report Job created and stopped by
-:func:`~kubegym_operator.reconciler.create_job` and :func:`~kubegym_operator.reconciler.stop_job`,
-and the status written only when it changed (:func:`~kubegym_operator.reconciler.write_status`).
+:func:`~kubegym_operator.reconciler.create_job` and :func:`~kubegym_operator.reconciler.stop_job`
+(with the report pod's own storage credentials, refreshed by :func:`~kubegym_operator.reconciler.
+refresh_credentials` while it runs), and the status written only when it changed
+(:func:`~kubegym_operator.reconciler.write_status`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
 from kubegym_api.benchmark import MAX_MODELS
 from kubegym_api.experiment import RunPhase
+from kubegym_api.runnerconfig import ExperimentReportConfig
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import metrics
 from kubegym_operator.builders.artifacts import legacy_location, run_location
+from kubegym_operator.builders.credentials import StorageAccess, access_of, refresh_due
 from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, render_run
 from kubegym_operator.builders.experiment_report import (
     benchmark_name,
@@ -47,10 +51,11 @@ from kubegym_operator.builders.experiment_status import (
     report_inputs,
     view,
 )
-from kubegym_operator.builders.job import RenderError
+from kubegym_operator.builders.job import RenderError, minted_credentials
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, GRACE_LIMITED_REASONS, verdict_of
 from kubegym_operator.clusterapi import ClusterAPI
+from kubegym_operator.credentials import Issuer
 from kubegym_operator.kubeapi import Obj
 from kubegym_operator.reconciler import (
     GATE,
@@ -59,6 +64,7 @@ from kubegym_operator.reconciler import (
     create_job,
     deleting,
     namespace_terminating,
+    refresh_credentials,
     stop_job,
     utc_now,
     write_status,
@@ -131,17 +137,21 @@ def observe(api: ClusterAPI, exp: Obj, planned: Plan | PlanError) -> Observed:
     )
 
 
-def clock_dependent(api: ClusterAPI, exp: Obj, settings: Settings) -> bool:
+def clock_dependent(api: ClusterAPI, exp: Obj, settings: Settings, now: datetime | None = None) -> bool:
     """Whether only the clock moves the Experiment on: it is reporting and its report Job's pod is
-    stuck on an error that fails the report once the pending-error grace period ends."""
+    stuck on an error that fails the report once the pending-error grace period ends, or the pod's
+    minted storage credentials are due for a refresh (at ``now``, default the current time)."""
     if (exp.get("status") or {}).get("reason") != Reason.REPORTING:
         return False
     job = _report_job(api, exp)
     if job is None:
         return False
+    now = now or utc_now()
+    if not deleting(job) and refresh_due(job, now):
+        return True
     pods = api.pods_of_job(exp["metadata"]["namespace"], job["metadata"]["name"])
     grace = timedelta(seconds=settings.pending_error_grace_seconds)
-    return verdict_of({"spec": {}}, job, pods, now=utc_now(), grace=grace).reason in GRACE_LIMITED_REASONS
+    return verdict_of({"spec": {}}, job, pods, now=now, grace=grace).reason in GRACE_LIMITED_REASONS
 
 
 def reconcile(
@@ -151,9 +161,11 @@ def reconcile(
     settings: Settings,
     now: Clock = utc_now,
     gate: ReconcileGate = GATE,
+    issuer: Issuer | None = None,
 ) -> Obj | None:
     """Bring the Experiment ``namespace/name`` in line with its plan, with the operator's
-    ``settings``, at the time ``now`` tells, one reconcile at a time (``gate``).
+    ``settings``, at the time ``now`` tells, one reconcile at a time (``gate``); ``issuer`` mints
+    the report pod's storage credentials (None: the operator mints none).
 
     Returns the status fields written: None when nothing changed, it is gone, or another
     reconcile of it is running (and will make one more pass).
@@ -162,7 +174,7 @@ def reconcile(
     @metrics.instrument("Experiment")
     def once() -> Obj | None:
         try:
-            return _converge(api, namespace, name, settings, now)
+            return _converge(api, namespace, name, settings, now, issuer)
         except ApiException as e:
             if namespace_terminating(e):
                 log.info("Experiment %s/%s: namespace is being deleted; nothing to reconcile", namespace, name)
@@ -172,7 +184,9 @@ def reconcile(
     return gate.run((Kind.EXPERIMENT, namespace, name), once)
 
 
-def _converge(api: ClusterAPI, namespace: str, name: str, settings: Settings, now: Clock) -> Obj | None:
+def _converge(
+    api: ClusterAPI, namespace: str, name: str, settings: Settings, now: Clock, issuer: Issuer | None
+) -> Obj | None:
     exp = api.get(Kind.EXPERIMENT, namespace, name)
     if exp is None or deleting(exp):
         return None
@@ -186,14 +200,23 @@ def _converge(api: ClusterAPI, namespace: str, name: str, settings: Settings, no
     actions = decide(exp, planned, observed, now=now(), pending_grace=grace, benchmark_name=namer)
     if isinstance(planned, Plan):
         try:
-            _apply(api, exp, planned, observed, actions, settings)
+            _apply(api, exp, planned, observed, actions, settings, issuer, now)
         except RenderError as e:
             failed = PlanError(e.reason, e.message)
             actions = decide(exp, failed, Observed(), now=now(), pending_grace=grace, benchmark_name=namer)
     return write_status(api, Kind.EXPERIMENT, exp, actions.status, actions.events)
 
 
-def _apply(api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings) -> None:
+def _apply(
+    api: ClusterAPI,
+    exp: Obj,
+    planned: Plan,
+    observed: Observed,
+    actions: Actions,
+    settings: Settings,
+    issuer: Issuer | None,
+    now: Clock,
+) -> None:
     meta = exp["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for decision in actions.stop:
@@ -223,15 +246,50 @@ def _apply(api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions
         api.create(manifest)
         log.info("%s/%s: created Benchmark %s (%d models)", namespace, name, chunk.name, len(runs))
     if actions.create_report:
-        _create_report(api, exp, planned, observed, actions, settings)
+        _create_report(api, exp, planned, observed, actions, settings, issuer, now)
     job = observed.report_job
     if actions.stop_report_job and job is not None and not deleting(job):
         stop_job(api, job)
+    elif job is not None and not deleting(job) and refresh_due(job, now()):
+
+        def storage() -> StorageAccess | None:
+            return _report_access(exp, _report_config(api, exp, planned, observed, actions, settings))
+
+        refresh_credentials(api, exp, dict(job), storage, issuer, now)
+
+
+def _report_access(exp: Obj, config: ExperimentReportConfig) -> StorageAccess | None:
+    if not minted_credentials(config.storage):
+        return None
+    return access_of(config, exp["metadata"]["namespace"])
 
 
 def _create_report(
-    api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings
+    api: ClusterAPI,
+    exp: Obj,
+    planned: Plan,
+    observed: Observed,
+    actions: Actions,
+    settings: Settings,
+    issuer: Issuer | None,
+    now: Clock,
 ) -> None:
+    config = _report_config(api, exp, planned, observed, actions, settings)
+    create_job(
+        api,
+        exp,
+        render_report_job(exp, planned.spec, config, settings),
+        render_report_rbac(exp),
+        storage=_report_access(exp, config),
+        issuer=issuer,
+        now=now,
+    )
+
+
+def _report_config(
+    api: ClusterAPI, exp: Obj, planned: Plan, observed: Observed, actions: Actions, settings: Settings
+) -> ExperimentReportConfig:
+    """What the report reads (the finished runs, the final Benchmarks observed) and writes."""
     meta = exp["metadata"]
     storage = report_storage(planned.spec, settings)
     chunks = []
@@ -253,5 +311,4 @@ def _create_report(
         return run_location(child, storage).prefix
 
     configurations, runs = report_inputs(planned, actions.phases, observed.children, benchmarked, prefix_of)
-    config = build_report_config(exp, planned.spec, configurations, runs, [c.name for c in chunks], settings)
-    create_job(api, exp, render_report_job(exp, planned.spec, config, settings), render_report_rbac(exp))
+    return build_report_config(exp, planned.spec, configurations, runs, [c.name for c in chunks], settings)

@@ -35,7 +35,7 @@ def reconcile(namespace: str, name: str) -> None:
     """Reconcile the Experiment ``namespace/name`` against the live cluster (on the leader only)."""
     if not STATE.leading.is_set():
         return
-    experiment.reconcile(CLUSTER, namespace, name, STATE.settings)
+    experiment.reconcile(CLUSTER, namespace, name, STATE.settings, issuer=STATE.issuer)
 
 
 def request(namespace: str, name: str) -> None:

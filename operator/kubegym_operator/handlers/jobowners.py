@@ -65,7 +65,7 @@ def reconcile(owner: OwnerWatch, namespace: str, name: str) -> None:
     """Reconcile ``namespace/name`` of ``owner``'s kind against the live cluster (on the leader only)."""
     if not STATE.leading.is_set():
         return
-    reconciler.reconcile(owner.adapter(STATE.settings), CLUSTER, namespace, name)
+    reconciler.reconcile(owner.adapter(STATE.settings), CLUSTER, namespace, name, issuer=STATE.issuer)
 
 
 def request(owner: OwnerWatch, namespace: str, name: str) -> None:

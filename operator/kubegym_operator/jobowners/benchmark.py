@@ -14,8 +14,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kubegym_api.runnerconfig import BenchmarkModel
 from kubegym_operator.builders.benchmark import (
     Resolution,
+    build_evaluate_config,
     evaluation_job_name,
     parse_spec,
     referenced_runs,
@@ -25,7 +27,8 @@ from kubegym_operator.builders.benchmark import (
     ttl_patch,
 )
 from kubegym_operator.builders.benchmark_status import compute_status, failed_status
-from kubegym_operator.builders.job import JobUpdate
+from kubegym_operator.builders.credentials import StorageAccess, access_of
+from kubegym_operator.builders.job import JobUpdate, RenderError, minted_credentials
 from kubegym_operator.builders.status import StatusUpdate
 from kubegym_operator.clusterapi import ClusterAPI
 from kubegym_operator.jobowners.trainingrun import waits_out_a_grace_period
@@ -87,10 +90,31 @@ class BenchmarkJobs:
         if resolution.models is None:
             return JobPlan(None, context=resolution)
         job = render_job(owner, self.settings, resolution.models)
-        return JobPlan(job, tuple(render_evaluator_rbac(owner)), context=resolution)
+        return JobPlan(
+            job,
+            tuple(render_evaluator_rbac(owner)),
+            context=resolution,
+            storage=self._access(owner, resolution.models),
+        )
 
     def plan_update(self, owner: Obj, job: Obj) -> JobUpdate:
         return JobUpdate(patch=ttl_patch(owner, job, self.settings))
+
+    def storage_access(self, api: ClusterAPI, owner: Obj, job: Obj) -> StorageAccess | None:
+        """The models as they resolve now: a referenced run that succeeded keeps its model URI."""
+        meta = owner["metadata"]
+        spec = parse_spec(owner)
+        runs = {ref: api.get(Kind.TRAINING_RUN, meta["namespace"], ref) for ref in referenced_runs(spec)}
+        resolution = resolve_models(spec, runs, self.settings)
+        if resolution.models is None:
+            raise RenderError("ModelsNotResolved", "a model's TrainingRun is gone or no longer succeeded")
+        return self._access(owner, resolution.models)
+
+    def _access(self, owner: Obj, models: list[BenchmarkModel]) -> StorageAccess | None:
+        config = build_evaluate_config(owner, models, self.settings)
+        if not minted_credentials(config.storage):
+            return None
+        return access_of(config, owner["metadata"]["namespace"])
 
     def status(
         self, owner: Obj, job: Obj | None, pods: Sequence[Obj], *, now: dt.datetime, plan: JobPlan[Resolution] | None

@@ -4,7 +4,9 @@ Rendering and status are the builders' pure functions (:mod:`kubegym_operator.bu
 :mod:`~kubegym_operator.builders.rbac`, :mod:`~kubegym_operator.builders.status`); this module
 only answers the reconciler's questions with them. The one read beyond the run's own Job:
 ``spec.resumeFrom.trainingRun`` names another run whose newest checkpoint the Job starts from,
-looked up in the watched runs when the Job is created (its newest checkpoint inside its own folder).
+looked up in the watched runs when the Job is created (its newest checkpoint inside its own folder,
+recorded on the Job, so a refresh of the pod's storage credentials grants the same checkpoint the
+pod was configured with).
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubegym_api.status import Phase
+from kubegym_operator.builders.credentials import StorageAccess, access_of
 from kubegym_operator.builders.job import (
     JobUpdate,
     RenderError,
+    build_train_config,
     checkpoint_uri_of,
+    minted_credentials,
     parse_spec,
     plan_job_update,
     render_job,
+    resume_uri_of,
 )
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.builders.rbac import render_runner_rbac
@@ -63,10 +69,19 @@ class TrainingRunJobs:
                 )
             resume_uri = checkpoint_uri_of(other, self.settings)
         job = render_job(owner, self.settings, resume_uri=resume_uri)
-        return JobPlan(job, tuple(render_runner_rbac(owner)))
+        return JobPlan(job, tuple(render_runner_rbac(owner)), storage=self._access(owner, resume_uri))
 
     def plan_update(self, owner: Obj, job: Obj) -> JobUpdate:
         return plan_job_update(owner, job, self.settings)
+
+    def storage_access(self, api: ClusterAPI, owner: Obj, job: Obj) -> StorageAccess | None:
+        return self._access(owner, resume_uri_of(job))
+
+    def _access(self, owner: Obj, resume_uri: str | None) -> StorageAccess | None:
+        config = build_train_config(owner, self.settings, resume_uri=resume_uri)
+        if not minted_credentials(config.storage):
+            return None
+        return access_of(config, owner["metadata"]["namespace"])
 
     def status(
         self, owner: Obj, job: Obj | None, pods: Sequence[Obj], *, now: dt.datetime, plan: JobPlan[None] | None

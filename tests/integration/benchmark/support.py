@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import stat
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubegym_localcluster import layout
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import Kube
 
 REPO = Path(__file__).resolve().parents[3]
@@ -32,9 +32,9 @@ def condition(st: dict[str, Any], ctype: str) -> dict[str, Any] | None:
 
 
 def s3_env(kube: Kube, ns: str) -> dict[str, str]:
-    """AWS_* variables (and BUCKET) from the namespace's kubegym-s3 Secret."""
-    data = kube.get(f"/api/v1/namespaces/{ns}/secrets/{layout.S3_SECRET}")["data"]
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    """AWS_* variables (and BUCKET) of the local MinIO's root key, to put models where the
+    Benchmarks of ``ns`` read them (the namespace holds no storage Secret)."""
+    return LocalCluster().storage_env()
 
 
 def s3_client(env: dict[str, str]) -> Any:

@@ -380,12 +380,9 @@ def test_memory_limit_is_enforced_as_oomkilled(kube: Kube, namespace: str, kubec
 
 
 def test_boto3_round_trip_on_minio(cluster: LocalCluster, kube: Kube, namespace: str) -> None:
-    import base64
-
     import boto3
 
-    secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{layout.S3_SECRET}")["data"]
-    env = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    env = cluster.storage_env()
     s3 = boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL"],

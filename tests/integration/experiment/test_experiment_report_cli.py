@@ -3,11 +3,9 @@ and ``kubectl gym report`` prints its tables and downloads its files from MinIO.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
-from kubegym_localcluster import layout
 from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
@@ -40,8 +38,7 @@ def test_seeds_only_experiment_and_kubectl_gym_report(
     assert result["configuration"] == "c0" and result["runs"] == 2
     assert st["best"]["summary"] == "template"
 
-    secret = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{layout.S3_SECRET}")["data"]
-    env = {k: base64.b64decode(v).decode() for k, v in secret.items() if k.startswith("AWS_")}
+    env = {k: v for k, v in cluster.storage_env().items() if k.startswith("AWS_")}
     out = tmp_path / "report"
     done = kubectl_gym(tmp_path, cluster.kubeconfig, "report", NAME, "-n", namespace, "--dir", str(out), env=env)
     assert done.returncode == 0, done.stderr

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from kubegym_localcluster import layout
-from kubegym_localcluster.cluster import LocalCluster, copy_s3_secret
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import ApiError, Kube
 from kubegym_operator.builders.job import CONTAINER_NAME, RUN_LABEL
 from tests.conftest import OperatorProcess
@@ -74,7 +74,6 @@ def _namespace(kube: Kube, cluster: LocalCluster, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:5]}"
     kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     wait_until(lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"), 30, f"{name}'s ServiceAccount")
-    copy_s3_secret(kube, name, cluster.minio())
     return name
 
 

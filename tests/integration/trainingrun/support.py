@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubegym_localcluster import layout
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import Kube
 from tests.support.wait import wait_until
 
@@ -66,11 +65,12 @@ def artifacts_prefix(kube: Kube, ns: str, name: str, timeout: float = 120) -> st
 
 
 def s3_client(kube: Kube, ns: str) -> tuple[Any, str]:
-    """boto3 client and bucket from the namespace's kubegym-s3 Secret."""
+    """boto3 client and bucket with the local MinIO's root key, to check what the runs of ``ns``
+    wrote (``kube`` is the cluster's admin; the namespace holds no storage Secret: its runs get
+    credentials minted for them)."""
     import boto3
 
-    data = kube.get(f"/api/v1/namespaces/{ns}/secrets/{layout.S3_SECRET}")["data"]
-    env = {k: base64.b64decode(v).decode() for k, v in data.items()}
+    env = LocalCluster().storage_env()
     client = boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL"],

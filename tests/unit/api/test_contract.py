@@ -72,6 +72,7 @@ SETTINGS = load_settings(
     {
         "KUBEGYM_STORAGE_BUCKET": "kubegym",
         "KUBEGYM_STORAGE_ENDPOINT": "http://minio:9000",
+        "KUBEGYM_STORAGE_CREDENTIALS": "static",
         "KUBEGYM_STORAGE_SECRET": "kubegym-s3",
     }
 )

@@ -33,7 +33,7 @@ from kubegym_operator.watched import JOB_NAME_LABEL, NAMED_KINDS, Kind, Source, 
 
 Obj = dict[str, Any]
 #: Verbs that change the cluster (an Event included).
-WRITES = frozenset({"create", "merge_patch", "merge_patch_status", "json_patch", "delete", "post_event"})
+WRITES = frozenset({"create", "put", "merge_patch", "merge_patch_status", "json_patch", "delete", "post_event"})
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,11 @@ class FakeCluster:
             return copy.deepcopy(existing)
         return self.add(manifest)
 
+    def put(self, manifest: Obj) -> None:
+        meta = manifest["metadata"]
+        self._log("put", manifest["kind"], meta["namespace"], meta["name"])
+        self.store_or_replace(manifest)
+
     def merge_patch(self, kind: Kind, namespace: str, name: str, patch: Obj) -> Obj:
         self._log("merge_patch", kind, namespace, name)
         current = self._existing(kind, namespace, name)
@@ -231,6 +236,19 @@ class FakeCluster:
         self.events.append(PostedEvent(f"{obj['kind']}/{meta['name']}", type_, reason, message))
 
     # --- shared with FakeHttp -------------------------------------------------------------------
+
+    def store_or_replace(self, manifest: Obj) -> None:
+        """Create, or replace an existing object's data, labels, annotations and owners (a Secret's put)."""
+        current = self.store.get(self._key(manifest))
+        if current is None:
+            self.add(manifest)
+            return
+        meta = manifest["metadata"]
+        patch = {
+            "metadata": {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta},
+            **({"data": manifest["data"]} if "data" in manifest else {}),
+        }
+        self.update(merge(current, patch))
 
     def delete_returning(self, kind: str, namespace: str, name: str, propagation: str) -> Obj | None:
         """Delete as the API server does; returns the object it answers with (None: not found)."""
@@ -333,6 +351,13 @@ class FakeHttp:
             self.requests.append(Request("GET", f"{path}/{body['metadata']['name']}"))  # 409, then a GET
             return existing
         return self.cluster.add(body)
+
+    def create_or_replace(self, path: str, body: Obj) -> None:
+        self.requests.append(Request("POST", path))
+        kind, namespace, _, _ = self._parse(path)
+        if self.cluster.obj(kind, namespace, body["metadata"]["name"]) is not None:
+            self.requests.append(Request("PATCH", f"{path}/{body['metadata']['name']}"))  # 409, then a PATCH
+        self.cluster.store_or_replace(body)
 
     def merge_patch(self, path: str, body: Obj) -> Obj:
         self.requests.append(Request("PATCH", path))

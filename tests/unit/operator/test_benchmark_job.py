@@ -29,6 +29,7 @@ STORAGE_ENV = {
     "KUBEGYM_STORAGE_BUCKET": "kubegym",
     "KUBEGYM_STORAGE_PREFIX": "runs",
     "KUBEGYM_STORAGE_ENDPOINT": "http://minio:9000",
+    "KUBEGYM_STORAGE_CREDENTIALS": "static",
     "KUBEGYM_STORAGE_SECRET": "kubegym-s3",
 }
 

@@ -19,10 +19,11 @@ from kubegym_operator.builders.experiment_report import (
     render_report_rbac,
     report_job_name,
 )
-from kubegym_operator.settings import Settings
+from kubegym_operator.settings import Settings, StorageCredentials
 
 SETTINGS = Settings(
     default_storage=S3Storage(bucket="kubegym", prefix="runs", endpoint="http://minio:9000", secret_ref="kubegym-s3"),
+    storage_credentials=StorageCredentials.static,
     default_queue_name="research",
 )
 

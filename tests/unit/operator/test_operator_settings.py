@@ -32,6 +32,7 @@ def test_values_from_environment() -> None:
             "KUBEGYM_IMAGE_PULL_SECRETS": "regcred, other ,",
             "KUBEGYM_STORAGE_BUCKET": "kubegym",
             "KUBEGYM_STORAGE_ENDPOINT": "http://minio.minio:9000",
+            "KUBEGYM_STORAGE_CREDENTIALS": "static",
             "KUBEGYM_STORAGE_SECRET": "minio-creds",
             "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "60",
             "KUBEGYM_JOB_TTL_SECONDS_AFTER_FINISHED": "",

@@ -215,15 +215,15 @@ def test_a_lost_status_write_is_recorded_from_the_job() -> None:
     assert artifacts_of(cluster) == {"bucket": "kubegym", "prefix": f"runs/research/cartpole/{UID}", "uri": NEW}
 
 
+#: The storage mode with a credentials Secret by reference (the layout is the same in both modes).
+STATIC = {"KUBEGYM_STORAGE_CREDENTIALS": "static", "KUBEGYM_STORAGE_SECRET": "s3"}
+
+
 def test_a_recorded_folder_survives_new_storage_settings_and_a_new_job() -> None:
     """An upgrade that changes the layout or the default storage must not move a run: its Job,
     rendered again (deleted meanwhile), writes where the status says."""
-    before = load_settings(
-        {"KUBEGYM_STORAGE_BUCKET": "first", "KUBEGYM_STORAGE_PREFIX": "v1", "KUBEGYM_STORAGE_SECRET": "s3"}
-    )
-    after = load_settings(
-        {"KUBEGYM_STORAGE_BUCKET": "second", "KUBEGYM_STORAGE_PREFIX": "v2", "KUBEGYM_STORAGE_SECRET": "s3"}
-    )
+    before = load_settings({"KUBEGYM_STORAGE_BUCKET": "first", "KUBEGYM_STORAGE_PREFIX": "v1", **STATIC})
+    after = load_settings({"KUBEGYM_STORAGE_BUCKET": "second", "KUBEGYM_STORAGE_PREFIX": "v2", **STATIC})
     run = run_with()
     del run["spec"]["checkpoint"]["storage"]
     cluster = FakeCluster(run)

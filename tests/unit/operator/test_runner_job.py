@@ -247,7 +247,13 @@ def test_default_storage_from_settings() -> None:
         render_job(run, Settings())
     assert err.value.reason == "StorageNotConfigured"
 
-    settings = load_settings({"KUBEGYM_STORAGE_BUCKET": "shared", "KUBEGYM_STORAGE_SECRET": "shared-creds"})
+    settings = load_settings(
+        {
+            "KUBEGYM_STORAGE_BUCKET": "shared",
+            "KUBEGYM_STORAGE_CREDENTIALS": "static",
+            "KUBEGYM_STORAGE_SECRET": "shared-creds",
+        }
+    )
     job = render_job(run, settings)
     assert env_of(job)["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "shared-creds"
     config = TrainConfig.model_validate_json(env_of(job)[CONFIG_ENV]["value"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import yaml
 
 from kubegym_api import GROUP
 from kubegym_api.crdgen import KINDS
-from kubegym_api.storage import S3Storage
+from kubegym_api.storage import S3Storage, SessionCredentials
 from kubegym_api.workload import QUANTITY_PATTERN
 from kubegym_localcluster import layout
 from kubegym_operator.builders.benchmark import evaluator_role_rules
+from kubegym_operator.builders.credentials import credentials_secret
 from kubegym_operator.builders.experiment_report import render_report_rbac
 from kubegym_operator.builders.job import render_job
 from kubegym_operator.builders.rbac import render_runner_rbac, runner_role_rules
@@ -28,8 +30,10 @@ from kubegym_operator.settings import (
     ENV_VARS,
     LEADER_ELECTION_ENV_VARS,
     STORAGE_ENV_VARS,
+    STORAGE_KEY_ENV_VARS,
     LeaderElection,
     Settings,
+    StorageCredentials,
     load_leader_election,
     load_settings,
 )
@@ -72,7 +76,13 @@ FULL_VALUES: dict[str, Any] = {
         "prefix": "kubegym/prod",
         "endpoint": "https://s3.eu-central-1.amazonaws.com",
         "region": "eu-central-1",
-        "secretName": "rl-s3",
+        "credentials": "sts",
+        "sts": {
+            "operatorSecretName": "rl-operator-key",
+            "durationSeconds": 7200,
+            "endpoint": "https://sts.eu-central-1.amazonaws.com",
+            "roleArn": "arn:aws:iam::123456789012:role/kubegym-runs",
+        },
     },
     "gpu": {
         "nodeSelector": {"nvidia.com/gpu.present": "true", "cloud.google.com/gke-accelerator": "nvidia-l4"},
@@ -304,14 +314,42 @@ def test_every_value_reaches_the_operator_settings(helm: Helm) -> None:
         "kubegym/prod",
         "https://s3.eu-central-1.amazonaws.com",
         "eu-central-1",
-        "rl-s3",
+        None,
     )
+    assert settings.storage_credentials == StorageCredentials.sts and settings.mints_credentials
+    assert settings.storage_credentials_duration_seconds == 7200
+    assert settings.sts_endpoint() == "https://sts.eu-central-1.amazonaws.com"
+    assert settings.storage_role_arn == "arn:aws:iam::123456789012:role/kubegym-runs"
+    # The operator's own key comes from its Secret in the release namespace, by reference only.
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in _operator_container(manifests)["env"]
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    }
+    assert refs == {
+        "KUBEGYM_STORAGE_ACCESS_KEY_ID": {"name": "rl-operator-key", "key": "AWS_ACCESS_KEY_ID"},
+        "KUBEGYM_STORAGE_SECRET_ACCESS_KEY": {"name": "rl-operator-key", "key": "AWS_SECRET_ACCESS_KEY"},
+    }
+    assert set(refs) == set(STORAGE_KEY_ENV_VARS)
     container = _operator_container(manifests)
     assert container["image"] == "registry.example.com/ml/kubegym-operator:1.2.3"
     assert container["args"] == ["--verbose"]
     pod = _deployment(manifests)["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror-cred"}]
     assert pod["priorityClassName"] == "system-cluster-critical"
+
+
+def test_static_storage_credentials_reach_the_operator_settings(helm: Helm) -> None:
+    """The opt-in for stores without STS: the Secret every run's namespace holds, by reference."""
+    values = {
+        "storage": {"bucket": "kubegym", "endpoint": "http://minio:9000", "credentials": "static", "secretName": "s3"}
+    }
+    manifests = helm.manifests(values)
+    settings = load_settings(container_env(_deployment(manifests)))
+    assert settings.storage_credentials == StorageCredentials.static and not settings.mints_credentials
+    assert settings.default_storage is not None and settings.default_storage.secret_ref == "s3"
+    assert not [e for e in _operator_container(manifests)["env"] if "secretKeyRef" in (e.get("valueFrom") or {})]
+    assert "secrets" not in {resource for _, resource, _ in _rules(_operator_role(manifests))}
 
 
 def test_defaults_give_the_operators_defaults(helm: Helm) -> None:
@@ -341,7 +379,8 @@ def test_the_chart_sets_only_variables_the_operator_reads(helm: Helm) -> None:
     main = (layout.REPO / "operator" / "kubegym_operator" / "main.py").read_text()
     assert all(f'"{var}"' in main for var in ("KUBEGYM_LIVENESS", "KUBEGYM_WATCH_NAMESPACES", "KUBEGYM_METRICS_PORT"))
     seen: set[str] = set()
-    for values in (FULL_VALUES, {"operator": {"watchNamespaces": ["team-a"]}}):
+    static = {"storage": {"bucket": "kubegym", "endpoint": "http://m:9000", "credentials": "static", "secretName": "s"}}
+    for values in (FULL_VALUES, {"operator": {"watchNamespaces": ["team-a"]}}, static):
         env = container_env(_deployment(helm.manifests(values)))
         names = {n for n in env if n.startswith("KUBEGYM_")}
         assert names <= known, f"unknown variables: {names - known}"
@@ -398,7 +437,22 @@ def test_the_chart_sets_only_variables_the_operator_reads(helm: Helm) -> None:
         ({"storage": {"endpoint": "minio:9000"}}, "at '/storage/endpoint'"),
         ({"operator": {"watchNamespaces": "team-a"}}, "at '/operator/watchNamespaces': got string, want array"),
         ({"storage": {"endpoint": "http://minio:9000"}}, "storage.bucket is required when"),
-        ({"storage": {"bucket": "kubegym"}}, "storage.secretName is required with storage.bucket"),
+        (
+            {"storage": {"bucket": "kubegym", "credentials": "static"}},
+            "storage.secretName is required with storage.credentials=static",
+        ),
+        ({"storage": {"bucket": "kubegym"}}, "storage.sts.roleArn is required for STS on AWS"),
+        (
+            {"storage": {"bucket": "kubegym", "endpoint": "http://m:9000", "secretName": "s3"}},
+            "storage.secretName is for storage.credentials=static",
+        ),
+        (
+            {"storage": {"bucket": "kubegym", "endpoint": "http://m:9000", "sts": {"operatorSecretName": ""}}},
+            "storage.sts.operatorSecretName is required",
+        ),
+        ({"storage": {"credentials": "vault"}}, "at '/storage/credentials'"),
+        ({"storage": {"sts": {"durationSeconds": 60}}}, "at '/storage/sts/durationSeconds'"),
+        ({"storage": {"sts": {"roleArn": "kubegym-runs"}}}, "at '/storage/sts/roleArn'"),
         ({"serviceAccount": {"create": False}}, "serviceAccount.name is required when serviceAccount.create is false"),
     ],
 )
@@ -499,7 +553,9 @@ def test_no_wildcards_no_secrets_no_escalation(helm: Helm) -> None:
         for role in [m for m in helm.manifests(values) if m["kind"] in ("ClusterRole", "Role")]:
             for group, resource, verb in _rules(role, pinned=True):
                 assert "*" not in (group + resource + verb), role["metadata"]["name"]
-                assert resource not in ("secrets", "pods/exec", "pods/log", "nodes")
+                assert resource not in ("pods/exec", "pods/log", "nodes")
+                # Secrets: only written (each run's minted credentials, STS mode), never read.
+                assert resource != "secrets" or verb in ("create", "patch")
                 assert verb not in ("escalate", "bind", "impersonate", "deletecollection")
             assert not any(r.get("nonResourceURLs") for r in role["rules"])
         for binding in find(helm.manifests(values), "ClusterRoleBinding"):
@@ -527,9 +583,20 @@ _RUN: dict[str, Any] = {
 }
 
 
+_MINTED = SessionCredentials(
+    access_key_id="TEMP", secret_access_key="s", session_token="t", expiration=datetime(2026, 3, 1, tzinfo=UTC)
+)
+
+
 def _plural(manifest: dict[str, Any]) -> tuple[str, str]:
     group = manifest["apiVersion"].rpartition("/")[0]
-    plural = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings", "Job": "jobs"}
+    plural = {
+        "ServiceAccount": "serviceaccounts",
+        "Role": "roles",
+        "RoleBinding": "rolebindings",
+        "Job": "jobs",
+        "Secret": "secrets",
+    }
     return group, plural[manifest["kind"]]
 
 
@@ -537,11 +604,16 @@ def test_operator_may_create_what_it_renders_and_grant_what_the_runner_role_gran
     """Everything a TrainingRun renders can be created (and read back) by the operator, and the
     runner Role grants nothing the operator lacks: RBAC refuses to let a Role grant
     permissions its creator does not hold (escalation prevention)."""
-    rules = _rules(_operator_role(helm.manifests()))
-    settings = Settings(default_storage=S3Storage(bucket="kubegym", secret_ref="kubegym-s3"))
-    for manifest in [*render_runner_rbac(_RUN), render_job(_RUN, settings)]:
+    rules = _rules(_operator_role(helm.manifests({"storage": {"bucket": "kubegym", "endpoint": "http://m:9000"}})))
+    settings = Settings(default_storage=S3Storage(bucket="kubegym", endpoint="http://m:9000"))
+    job = render_job(_RUN, settings)
+    secret = credentials_secret(job, job["metadata"]["ownerReferences"][0], _MINTED)
+    group, plural = _plural(secret)  # written, and replaced before expiry; never read back
+    assert {(group, plural, "create"), (group, plural, "patch")} <= rules and (group, plural, "get") not in rules
+    for manifest in [*render_runner_rbac(_RUN), job, secret]:
         group, plural = _plural(manifest)
-        assert {(group, plural, "create"), (group, plural, "get")} <= rules
+        assert (group, plural, "create") in rules
+        assert manifest["kind"] == "Secret" or (group, plural, "get") in rules
         for ref in manifest["metadata"].get("ownerReferences", []):
             if ref.get("blockOwnerDeletion"):
                 owner = next(k for k in KINDS if k.kind == ref["kind"])

@@ -38,7 +38,7 @@ class MemoryStorage(Storage):
         super().__init__(client=None)
         self.objects: dict[str, bytes] = {}
 
-    def check_bucket(self, bucket: str) -> None:
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
         if bucket != BUCKET:
             raise UserError(f"S3 bucket {bucket!r} does not exist")
 

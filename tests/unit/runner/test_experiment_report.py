@@ -34,7 +34,7 @@ class MemoryStorage(Storage):
         self.objects: dict[tuple[str, str], bytes] = {}
         self.writes: list[str] = []
 
-    def check_bucket(self, bucket: str) -> None:
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
         return None
 
     def put_bytes(self, uri: S3Uri, data: bytes, content_type: str = "application/json") -> None:

@@ -94,7 +94,7 @@ class MemoryStorage(Storage):
         super().__init__(client=None)
         self.objects: dict[tuple[str, str], bytes] = {}
 
-    def check_bucket(self, bucket: str) -> None:
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
         pass
 
     def upload_file(self, path: Path, uri: S3Uri, progress: Callable[[int], None] | None = None) -> None:

@@ -102,7 +102,7 @@ class FakeStore(Storage):
             for uri in uris:
                 self.objects.pop(uri.key, None)
 
-    def check_bucket(self, bucket: str) -> None:
+    def check_bucket(self, bucket: str, prefix: str = "") -> None:
         pass
 
     def manifests(self) -> list[str]:

@@ -1,0 +1,16 @@
+"""The one error of the pure builders: the owner cannot work as specified.
+
+Its own module so that every builder can raise it without importing another builder (the Job
+builder and the credentials builder use each other's parts).
+"""
+
+from __future__ import annotations
+
+
+class RenderError(ValueError):
+    """The run cannot be rendered as it stands; ``reason`` is CamelCase for the status."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
