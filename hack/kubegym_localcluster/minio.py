@@ -72,7 +72,8 @@ class Minio:
         f = self.dir / "operator-credentials.json"
         if not f.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
-            creds = {"access_key": OPERATOR_USER, "secret_key": secrets.token_urlsafe(30)}
+            # Hex: `mc admin user add` takes the key as an argument, and a urlsafe token may begin with '-'.
+            creds = {"access_key": OPERATOR_USER, "secret_key": secrets.token_hex(20)}
             f.write_text(json.dumps(creds))
             f.chmod(0o600)
         creds = json.loads(f.read_text())

@@ -171,9 +171,11 @@ def test_a_runs_credentials_reach_only_its_own_run(
     assert f"{victim}/run/final/planted.zip" not in keys(s3, bucket, f"{victim}/")
 
     # Its own run: checkpoints and the final model uploaded with those same credentials.
-    uploaded = keys(s3, bucket, f"{ns}/{NAME}/")
-    assert f"{ns}/{NAME}/final/model.zip" in uploaded, uploaded
-    assert any(k.startswith(f"{ns}/{NAME}/checkpoints/") for k in uploaded)
+    own = st["artifacts"]["prefix"]  # recorded by the operator: the run's own folder
+    assert own == f"{ns}/{NAME}/{kube.get(f'{TR.format(ns=ns)}/{NAME}')['metadata']['uid']}"
+    uploaded = keys(s3, bucket, f"{own}/")
+    assert f"{own}/final/model.zip" in uploaded, uploaded
+    assert any(k.startswith(f"{own}/checkpoints/") for k in uploaded)
 
     # The pod spec references the run's own Secret and no other; its files hold no long-lived key.
     container = pod["spec"]["containers"][0]
