@@ -137,9 +137,19 @@ class OperatorProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+#: Namespaces whose tests run operators of their own (leader election): the session's operator
+#: leaves them alone (a kopf namespace pattern: every namespace but these), so only those
+#: operators reconcile there.
+OWN_OPERATOR_PREFIX = "solo-"
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    op = OperatorProcess(
+        cluster,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        KUBEGYM_WATCH_NAMESPACES=f"!{OWN_OPERATOR_PREFIX}*",
+    )
     op.start()
     yield op
     op.stop()

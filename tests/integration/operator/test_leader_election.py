@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kubegym_localcluster.cluster import LocalCluster
-from kubegym_localcluster.kube import Kube
-from tests.conftest import OperatorProcess
+from kubegym_localcluster.kube import ApiError, Kube
+from tests.conftest import OWN_OPERATOR_PREFIX, OperatorProcess
 from tests.integration.trainingrun.support import TR, phase, status, training_run
 from tests.support.wait import wait_until
 
@@ -26,11 +30,27 @@ LEASE = "kubegym-operator"
 KOPF_STARTED = "Initial authentication has finished"
 
 
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A namespace the session's operator does not watch (see ``OWN_OPERATOR_PREFIX``): the
+    replicas under test are the only operators there, so what happens there is theirs."""
+    name = f"{OWN_OPERATOR_PREFIX}leader-{uuid.uuid4().hex[:6]}"
+    kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    wait_until(lambda: kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"), 30, f"{name}'s ServiceAccount")
+    yield name
+    try:
+        kube.delete(f"/api/v1/namespaces/{name}")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
 def _replica(cluster: LocalCluster, tmp_path: Path, namespace: str, name: str) -> OperatorProcess:
     return OperatorProcess(
         cluster,
         tmp_path / f"{name}.log",
         KUBEGYM_LEADER_ELECTION="true",
+        KUBEGYM_WATCH_NAMESPACES=namespace,
         POD_NAMESPACE=namespace,
         POD_NAME=name,
     )
