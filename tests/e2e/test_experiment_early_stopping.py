@@ -1,5 +1,13 @@
 """Early stopping: a deliberately bad learning rate is stopped by the median rule and saves its
-remaining budget; the good run trains to the end and the report still covers both."""
+remaining budget; the good run trains to the end and the report still covers both.
+
+The runs train one after the other (``parallelism: 1``, the good one first), so the bad run is
+judged against a finished curve. Side by side, the outcome depended on which pod started first: a
+bad run that reached its last evaluation before the good run reached its second had no reference
+to be judged against and rightly trained to the end (the rule needs ``minRuns`` references at the
+step it judges). The budget leaves the stop 12,288 steps between the judgement (step 4,096) and
+half the budget, for the report interval, the reconcile and the pod's stop.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
 NAME = "stopper"
-BUDGET = 16384
+BUDGET = 32768
 
 
 def test_a_bad_learning_rate_is_stopped_early(
@@ -39,7 +47,7 @@ def test_a_bad_learning_rate_is_stopped_early(
             template=template,
             seeds={"count": 1},
             search={"grid": {"learning_rate": [0.003, 1e-7]}},
-            parallelism=2,
+            parallelism=1,
             earlyStopping={"minEvaluations": 2, "minRuns": 1},
         )
     )
