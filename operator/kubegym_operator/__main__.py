@@ -1,3 +1,3 @@
-from kubegym_operator.main import main
+from kubegym_operator.entrypoint import main
 
 raise SystemExit(main())

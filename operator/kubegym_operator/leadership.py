@@ -36,7 +36,6 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import enum
-import json
 import logging
 import os
 import sys
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubegym_operator import kubeapi
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.settings import LeaderElection
 
 log = logging.getLogger("kubegym.leadership")
@@ -181,39 +181,21 @@ class KubeLeases:
         return cls(max(1.0, config.renew_deadline_seconds / 3))
 
     def _call(self, method: str, path: str, body: Obj | None = None) -> Obj:
-        from kubernetes.client.exceptions import ApiException
-
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
         try:
-            resp = kubeapi.login().call_api(
-                path,
-                method,
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _preload_content=False,
-                _request_timeout=self.timeout,
-            )
-        except ApiException as e:
+            return kubeapi.request(method, path, body, timeout=self.timeout)[1]
+        except ApiError as e:
             if e.status == 409:
                 raise ConflictError(f"{method} {path}: {e.reason}") from e
             raise
-        result = json.loads(resp.data) if resp.data else {}
-        return result if isinstance(result, dict) else {}
 
     @staticmethod
     def _collection(namespace: str) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
     def get(self, namespace: str, name: str) -> Obj | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             return self._call("GET", f"{self._collection(namespace)}/{name}")
-        except ApiException as e:
+        except ApiError as e:
             if e.status == 404:
                 return None
             raise

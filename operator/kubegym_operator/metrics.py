@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -49,6 +48,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kubegym_api.status import Phase
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.status import Event, parse_time
 
 log = logging.getLogger("kubegym.metrics")
@@ -145,7 +145,7 @@ def reason_label(reason: Any) -> str:
 
 def _error_reason(error: BaseException) -> str:
     """The Kubernetes Status reason of a failed API call (Forbidden, Conflict, ...), else ReconcileError."""
-    if isinstance(error, ApiException):
+    if isinstance(error, ApiError):
         try:
             body = json.loads(error.body or "{}")
         except (TypeError, ValueError):

@@ -34,10 +34,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from kubernetes.client.exceptions import ApiException
-
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import credentials, metrics
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.credentials import StorageAccess, refresh_due
 from kubegym_operator.builders.job import JobUpdate, RenderError
 from kubegym_operator.builders.status import Event, StatusUpdate
@@ -204,7 +203,7 @@ def reconcile(
         with metrics.observe_reconcile(kind):
             try:
                 return _converge(adapter, api, namespace, name, now, issuer)
-            except ApiException as e:
+            except ApiError as e:
                 if namespace_terminating(e):
                     log.info("%s %s/%s: namespace is being deleted; nothing to reconcile", kind, namespace, name)
                     return None
@@ -366,7 +365,7 @@ def write_status(
         return None
     try:
         api.merge_patch_status(owner, changed)
-    except ApiException as e:
+    except ApiError as e:
         if e.status != 404:
             raise
         # Deleted after this reconcile read it (the view lags the API server): nothing to write.
@@ -389,7 +388,7 @@ def deleting(obj: Mapping[str, Any]) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def namespace_terminating(error: ApiException) -> bool:
+def namespace_terminating(error: ApiError) -> bool:
     """The API server refused to create in a namespace that is being deleted."""
     return error.status == 403 and "NamespaceTerminating" in str(error.body or "")
 

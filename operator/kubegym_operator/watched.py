@@ -14,8 +14,8 @@ before it runs any handler, keeps the indexes current from the same watch stream
 the handlers (an object's index entry is updated before that event's handlers run), and drops
 an object on its DELETED event. The indexes are live read-only mappings; :meth:`attach` keeps a
 reference to each, for the reconciles (kopf's executor threads) and the resync thread. Values
-are :func:`slim` copies: what the reconciles read, without ``managedFields`` and the containers'
-``env`` (a runner's environment holds its whole configuration).
+are :func:`slim` copies: what the reconciles read, without ``managedFields`` and, of pods and Jobs,
+only the few fields of their pod spec that are read.
 
 **Read-your-writes.** The API's response to a create, patch or delete the operator made is what
 reads see (:meth:`wrote`, :meth:`deleted`) until the watch delivers that resourceVersion or a
@@ -93,32 +93,59 @@ def uid_of(obj: Mapping[str, Any] | None) -> str | None:
     return str(uid) if uid else None
 
 
-def _without_env(containers: Any) -> Any:
-    if not isinstance(containers, list):
-        return containers
-    return [
-        {k: v for k, v in c.items() if k not in ("env", "envFrom")} if isinstance(c, dict) else c for c in containers
-    ]
+#: What reconciles read of a pod's spec (or a Job's pod template): where it runs, its scheduling
+#: (drift is judged on these), each container's name and resources (the memory limit an OOM kill is
+#: reported against) and each volume's name (whether the storage credentials are mounted).
+POD_SPEC_READ = ("nodeName", "priorityClassName", "nodeSelector", "tolerations", "affinity")
+CONTAINER_READ = ("name", "resources")
+VOLUME_READ = ("name",)
+
+
+def _items(values: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(values, list):
+        return values
+    return [{k: copy.deepcopy(v[k]) for k in keys if k in v} if isinstance(v, dict) else v for v in values]
+
+
+def _pod_spec(spec: Mapping[str, Any]) -> Obj:
+    out: Obj = {k: copy.deepcopy(spec[k]) for k in POD_SPEC_READ if k in spec}
+    for field in ("containers", "initContainers"):
+        if field in spec:
+            out[field] = _items(spec[field], CONTAINER_READ)
+    if "volumes" in spec:
+        out["volumes"] = _items(spec["volumes"], VOLUME_READ)
+    return out
 
 
 def slim(kind: str, body: Mapping[str, Any]) -> Obj:
-    """A deep copy of ``body`` holding what reconciles read: no ``metadata.managedFields``, and for
-    pods and Jobs no containers' ``env``/``envFrom`` (the runner's configuration; nothing reads it
-    back). The copy never shares structure with ``body``, which kopf keeps using."""
-    obj: Obj = {k: copy.deepcopy(v) for k, v in body.items() if k != "metadata"}
-    meta = {k: copy.deepcopy(v) for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    obj["metadata"] = meta
-    spec = obj.get("spec")
-    if kind == Kind.POD and isinstance(spec, dict):
-        for field in ("containers", "initContainers"):
-            if field in spec:
-                spec[field] = _without_env(spec[field])
-    if kind == Kind.JOB and isinstance(spec, dict):
-        pod = (spec.get("template") or {}).get("spec")
-        if isinstance(pod, dict):
-            for field in ("containers", "initContainers"):
-                if field in pod:
-                    pod[field] = _without_env(pod[field])
+    """A deep copy of ``body`` holding what reconciles read, never sharing structure with ``body``
+    (which kopf keeps using).
+
+    Every kind loses ``metadata.managedFields``. Pods and Jobs keep of their pod spec only
+    :data:`POD_SPEC_READ`, the containers' :data:`CONTAINER_READ` and the volumes'
+    :data:`VOLUME_READ`: images, commands, mounts, security contexts and the runner's whole
+    configuration (its environment) are what a pod spec mostly holds, and nothing reads them
+    back. The reconcile tests read the view through this function too (their fake watch slims
+    what it delivers), so a read of a dropped field fails there first.
+    """
+    obj: Obj = {k: copy.deepcopy(v) for k, v in body.items() if k not in ("metadata", "spec")}
+    obj["metadata"] = {k: copy.deepcopy(v) for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    spec = body.get("spec")
+    if "spec" not in body:
+        return obj
+    if kind == Kind.POD and isinstance(spec, Mapping):
+        obj["spec"] = _pod_spec(spec)
+    elif kind == Kind.JOB and isinstance(spec, Mapping):
+        job_spec: Obj = {k: copy.deepcopy(v) for k, v in spec.items() if k != "template"}
+        template = spec.get("template")
+        if isinstance(template, Mapping):
+            job_spec["template"] = {
+                "metadata": copy.deepcopy(template.get("metadata") or {}),
+                "spec": _pod_spec(template.get("spec") or {}),
+            }
+        obj["spec"] = job_spec
+    else:
+        obj["spec"] = copy.deepcopy(spec)
     return obj
 
 

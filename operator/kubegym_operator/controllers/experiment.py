@@ -22,13 +22,12 @@ import logging
 import math
 from datetime import datetime, timedelta
 
-from kubernetes.client.exceptions import ApiException
-
 from kubegym_api.benchmark import MAX_MODELS
 from kubegym_api.experiment import RunPhase
 from kubegym_api.runnerconfig import ExperimentReportConfig
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import metrics
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.artifacts import legacy_location, run_location
 from kubegym_operator.builders.credentials import StorageAccess, access_of, refresh_due
 from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, render_run
@@ -175,7 +174,7 @@ def reconcile(
     def once() -> Obj | None:
         try:
             return _converge(api, namespace, name, settings, now, issuer)
-        except ApiException as e:
+        except ApiError as e:
             if namespace_terminating(e):
                 log.info("Experiment %s/%s: namespace is being deleted; nothing to reconcile", namespace, name)
                 return None

@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from kubegym_api import GROUP, VERSION
 from kubegym_api.benchmark import PLURAL as BENCHMARKS
 from kubegym_api.experiment import PLURAL as EXPERIMENTS
 from kubegym_api.trainingrun import PLURAL as TRAINING_RUNS
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.kubeapi import list_items
 from kubegym_operator.metrics import OBJECTS
 
@@ -50,14 +50,14 @@ def _live(kind: str) -> set[tuple[str, str]]:
     plural = PLURALS[kind]
     try:
         items = list_items(f"/apis/{GROUP}/{VERSION}/{plural}", "")
-    except ApiException as e:
+    except ApiError as e:
         if e.status != 403:
             raise
         items = []
         for namespace in OBJECTS.namespaces(kind):
             try:
                 items += list_items(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}", "")
-            except ApiException as err:
+            except ApiError as err:
                 if err.status != 404:
                     raise
     return {(item["metadata"]["namespace"], item["metadata"]["name"]) for item in items}
@@ -78,7 +78,7 @@ def resync() -> None:
         started = time.monotonic()
         try:
             live = _live(kind)
-        except ApiException as e:
+        except ApiError as e:
             log.debug("cannot list %s to prune metrics: %s", kind, e.reason)
             continue
         forgotten = OBJECTS.prune(kind, live, started)

@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
 from kubegym_operator import metrics
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.status import Event
 from kubegym_operator.metrics import ObjectMetrics, Sample, object_samples
 from kubegym_operator.reconciler import write_status
@@ -261,11 +261,9 @@ def test_instrument_counts_reconciles_and_errors_by_reason() -> None:
     @metrics.instrument("Experiment")
     def reconcile(namespace: str, name: str, fail: str = "") -> str:
         if fail == "api":
-            raise ApiException(http_resp=None, status=403, reason="Forbidden")
+            raise ApiError(403, "Forbidden")
         if fail == "api-body":
-            err = ApiException(status=422, reason="Unprocessable Entity")
-            err.body = json.dumps({"kind": "Status", "reason": "Invalid"})
-            raise err
+            raise ApiError(422, "Unprocessable Entity", json.dumps({"kind": "Status", "reason": "Invalid"}))
         if fail:
             raise RuntimeError("bug")
         return name
@@ -280,7 +278,7 @@ def test_instrument_counts_reconciles_and_errors_by_reason() -> None:
     }
     assert reconcile("ns", "x") == "x"
     for fail in ("api", "api-body", "bug"):
-        with pytest.raises((ApiException, RuntimeError)):
+        with pytest.raises((ApiError, RuntimeError)):
             reconcile("ns", "x", fail=fail)
     assert counter("kubegym_reconciles_total", kind="Experiment", result="success") - base["ok"] == 1
     assert counter("kubegym_reconciles_total", kind="Experiment", result="error") - base["err"] == 3

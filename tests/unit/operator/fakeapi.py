@@ -7,7 +7,7 @@ call in :attr:`FakeCluster.calls`, reads included, so a test can say "this recon
 nothing". Creating a name that exists returns the existing object (the live API's
 create-if-absent). A Foreground delete leaves the object with a ``deletionTimestamp`` until
 :meth:`FakeCluster.finish_deletion`; a Background one removes it at once, with a Job's pods.
-:meth:`FakeCluster.fail` makes the next matching call raise an :class:`ApiException`.
+:meth:`FakeCluster.fail` makes the next matching call raise an :class:`ApiError`.
 
 :class:`FakeHttp` is the same cluster seen through :mod:`kubegym_operator.kubeapi`'s calls (URL
 paths), for tests of the live API (watch-fed reads, HTTP writes): :attr:`FakeHttp.requests` is
@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.kubeapi import RESOURCES
-from kubegym_operator.watched import JOB_NAME_LABEL, NAMED_KINDS, Kind, Source, WatchedObjects
+from kubegym_operator.watched import JOB_NAME_LABEL, NAMED_KINDS, Kind, Source, WatchedObjects, slim
 
 Obj = dict[str, Any]
 #: Verbs that change the cluster (an Event included).
@@ -56,19 +55,17 @@ class PostedEvent:
     message: str
 
 
-def api_error(status: int, reason: str, message: str = "", causes: list[dict[str, str]] | None = None) -> ApiException:
-    """The :class:`ApiException` the client raises for a ``Status`` failure."""
-    error = ApiException(status=status, reason=reason)
+def api_error(status: int, reason: str, message: str = "", causes: list[dict[str, str]] | None = None) -> ApiError:
+    """The :class:`ApiError` the operator's calls raise for a ``Status`` failure."""
     body: dict[str, Any] = {"kind": "Status", "status": "Failure", "reason": reason, "code": status}
     if message:
         body["message"] = message
     if causes:
         body["details"] = {"causes": causes}
-    error.body = json.dumps(body)
-    return error
+    return ApiError(status, reason, json.dumps(body))
 
 
-def namespace_terminating(namespace: str) -> ApiException:
+def namespace_terminating(namespace: str) -> ApiError:
     """What creating in a namespace that is being deleted gets (403 with a NamespaceTerminating cause)."""
     return api_error(
         403,
@@ -125,7 +122,7 @@ class FakeCluster:
         self.events: list[PostedEvent] = []
         self._versions = itertools.count(100)
         self._uids = itertools.count(1)
-        self._failures: list[tuple[str, str, ApiException]] = []
+        self._failures: list[tuple[str, str, ApiError]] = []
         for obj in objects:
             self.add(obj)
 
@@ -166,7 +163,7 @@ class FakeCluster:
             for pod in self._pods(namespace, name):
                 self.store.pop(self._key(pod), None)
 
-    def fail(self, verb: str, kind: str, error: ApiException) -> None:
+    def fail(self, verb: str, kind: str, error: ApiError) -> None:
         """Make the next ``verb`` call on a ``kind`` object raise ``error``."""
         self._failures.append((verb, kind, error))
 
@@ -396,7 +393,8 @@ class FakeHttp:
 
 
 class FakeWatch:
-    """What kopf's indexes would hold: ``cluster``'s objects as of the last :meth:`deliver`.
+    """What kopf's indexes would hold: :func:`~kubegym_operator.watched.slim` copies of
+    ``cluster``'s objects as of the last :meth:`deliver`.
 
     :attr:`view` reads from it (a :class:`~kubegym_operator.watched.WatchedObjects`); objects that
     vanished since the previous delivery get their DELETED event (:meth:`WatchedObjects.forget`).
@@ -417,7 +415,7 @@ class FakeWatch:
                 for pod in self.cluster.of_kind(Kind.POD):
                     job = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
                     if job:
-                        self.pods.setdefault((pod["metadata"]["namespace"], job), []).append(pod)
+                        self.pods.setdefault((pod["metadata"]["namespace"], job), []).append(slim(Kind.POD, pod))
                 continue
             source = self.sources[kind]
             live = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in self.cluster.of_kind(kind)}
@@ -425,4 +423,4 @@ class FakeWatch:
                 for gone in source.pop(key):
                     self.view.forget(kind, gone)
             for key, obj in live.items():
-                source[key] = [obj]
+                source[key] = [slim(kind, obj)]

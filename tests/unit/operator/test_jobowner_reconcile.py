@@ -11,12 +11,12 @@ import json
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from kubegym_api.envvars import CONFIG_ENV
 from kubegym_api.finalreport import FinalReport, final_report_message
 from kubegym_api.trainingrun import CheckpointStatus, TrainingResult
 from kubegym_operator import reconciler
+from kubegym_operator.apierrors import ApiError
 from kubegym_operator.jobowners.benchmark import BenchmarkJobs, WaitIndex
 from kubegym_operator.jobowners.trainingrun import TrainingRunJobs
 from kubegym_operator.reconciler import ReconcileGate
@@ -275,7 +275,7 @@ def test_other_api_errors_propagate_and_mark_the_object_for_the_resync() -> None
     cluster = FakeCluster(make_run())
     cluster.fail("create", "Job", api_error(500, "InternalError"))
     gate = ReconcileGate()
-    with pytest.raises(ApiException, match="InternalError"):
+    with pytest.raises(ApiError, match="InternalError"):
         reconciler.reconcile(TrainingRunJobs(SETTINGS), cluster, NAMESPACE, "cartpole", now=now, gate=gate)
     assert gate.failed() == {(Kind.TRAINING_RUN, NAMESPACE, "cartpole")}
     due = reconciler.due_for_resync(Kind.TRAINING_RUN, cluster, TrainingRunJobs(SETTINGS).clock_dependent, gate)

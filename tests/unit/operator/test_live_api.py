@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from kubegym_operator import reconciler
 from kubegym_operator.clusterapi import LiveClusterAPI
 from kubegym_operator.jobowners.benchmark import BenchmarkJobs, WaitIndex
@@ -107,32 +105,3 @@ def test_the_resync_pass_over_idle_runs_reaches_the_api_server_not_at_all() -> N
     due = reconciler.due_for_resync(Kind.TRAINING_RUN, api, TrainingRunJobs(SETTINGS).clock_dependent, ReconcileGate())
     assert due == [(NAMESPACE, "stuck")]
     assert http.requests == []
-
-
-def test_every_api_request_is_counted_by_verb_and_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    from kubegym_operator import kubeapi, metrics
-
-    class Answer:
-        status = 201
-        data = b'{"kind": "Job"}'
-
-    class Client:
-        def __init__(self) -> None:
-            self.fail = False
-
-        def call_api(self, *_: object, **__: object) -> Answer:
-            if self.fail:
-                raise ApiException(status=409, reason="Conflict")
-            return Answer()
-
-    client = Client()
-    monkeypatch.setattr(kubeapi, "login", lambda: client)
-    created, conflict = metrics.API_REQUESTS.labels("POST", "201"), metrics.API_REQUESTS.labels("POST", "409")
-    before = (created._value.get(), conflict._value.get())
-    assert kubeapi.call("POST", "/apis/batch/v1/namespaces/a/jobs", {}) == {"kind": "Job"}
-    client.fail = True
-    with pytest.raises(ApiException):
-        kubeapi.call("POST", "/apis/batch/v1/namespaces/a/jobs", {})
-    assert (created._value.get(), conflict._value.get()) == (before[0] + 1, before[1] + 1)

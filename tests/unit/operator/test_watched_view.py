@@ -147,21 +147,45 @@ def test_attach_switches_to_kopfs_live_index() -> None:
     assert len(view.pods_of_job("ns", "cartpole-train")) == 1
 
 
-def test_slim_drops_managed_fields_and_container_env_without_touching_the_body() -> None:
-    container = {"name": "runner", "env": [{"name": "KUBEGYM_CONFIG", "value": "{...}"}], "resources": {"a": 1}}
+def test_slim_keeps_of_pod_specs_only_what_reconciles_read_without_touching_the_body() -> None:
+    container = {
+        "name": "runner",
+        "image": "kubegym-runner:dev",
+        "command": ["kubegym-runner", "train"],
+        "env": [{"name": "KUBEGYM_CONFIG", "value": "{...}"}],
+        "volumeMounts": [{"name": "storage", "mountPath": "/var/run/kubegym"}],
+        "resources": {"limits": {"memory": "1Gi"}},
+    }
+    pod_spec = {
+        "containers": [container],
+        "nodeSelector": {"x": "y"},
+        "tolerations": [{"key": "gpu"}],
+        "priorityClassName": "high",
+        "volumes": [{"name": "storage", "secret": {"secretName": "s"}}],
+        "securityContext": {"runAsNonRoot": True},
+        "serviceAccountName": "runner",
+    }
     body: Obj = {
         "kind": "Job",
         "metadata": {"name": "j", "managedFields": [{"manager": "kopf"}], "labels": {"a": "b"}},
-        "spec": {"template": {"spec": {"containers": [container], "nodeSelector": {"x": "y"}}}},
+        "spec": {"suspend": True, "template": {"metadata": {"labels": {"c": "d"}}, "spec": pod_spec}},
+        "status": {"active": 1},
     }
     slimmed = slim("Job", body)
     assert slimmed["metadata"] == {"name": "j", "labels": {"a": "b"}}
-    assert slimmed["spec"]["template"]["spec"] == {
-        "containers": [{"name": "runner", "resources": {"a": 1}}],
+    assert slimmed["status"] == {"active": 1} and slimmed["spec"]["suspend"] is True
+    kept = {
+        "containers": [{"name": "runner", "resources": {"limits": {"memory": "1Gi"}}}],
         "nodeSelector": {"x": "y"},
+        "tolerations": [{"key": "gpu"}],
+        "priorityClassName": "high",
+        "volumes": [{"name": "storage"}],
     }
+    assert slimmed["spec"]["template"] == {"metadata": {"labels": {"c": "d"}}, "spec": kept}
     assert body["spec"]["template"]["spec"]["containers"][0]["env"]  # the original is untouched
-    pod = slim("Pod", {"kind": "Pod", "metadata": {}, "spec": {"containers": [container]}})
-    assert pod["spec"]["containers"] == [{"name": "runner", "resources": {"a": 1}}]
+    slimmed["spec"]["template"]["spec"]["nodeSelector"]["x"] = "z"
+    assert pod_spec["nodeSelector"] == {"x": "y"}  # nor shared
+    pod = slim("Pod", {"kind": "Pod", "metadata": {}, "spec": {**pod_spec, "nodeName": "local"}})
+    assert pod["spec"] == {**kept, "nodeName": "local"}
     run = slim("TrainingRun", {"kind": "TrainingRun", "metadata": {}, "spec": {"env": 1}})
     assert run["spec"] == {"env": 1}
