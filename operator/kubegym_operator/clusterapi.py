@@ -40,6 +40,11 @@ class ClusterAPI(Protocol):
         """The object of ``kind`` named ``namespace/name``, or None when there is none."""
         ...
 
+    def read(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        """Like :meth:`get`, but asked of the API server itself, past the watch-fed view: for the rare
+        decision that a lagging view must not make (see ``reconciler._converge``)."""
+        ...
+
     def pods_of_job(self, namespace: str, job: str) -> list[Obj]:
         """The pods of Job ``namespace/job``, in any order."""
         ...
@@ -82,6 +87,8 @@ class ClusterAPI(Protocol):
 class HttpApi(Protocol):
     """The calls :class:`LiveClusterAPI` makes, by URL path: :mod:`kubegym_operator.kubeapi`'s."""
 
+    def get_or_none(self, path: str) -> Obj | None: ...
+
     def create_if_absent(self, path: str, body: Obj) -> Obj: ...
 
     def create_or_replace(self, path: str, body: Obj) -> None: ...
@@ -107,6 +114,9 @@ class LiveClusterAPI:
 
     def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
         return self.view.get(kind, namespace, name)
+
+    def read(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        return self._http.get_or_none(object_path(kind, namespace, name))
 
     def pods_of_job(self, namespace: str, job: str) -> list[Obj]:
         return self.view.pods_of_job(namespace, job)

@@ -229,6 +229,9 @@ def _converge(
         except RenderError as e:
             adapter.settled(namespace, name)
             return write_status(api, kind, owner, adapter.failed(owner, e.reason, e.message, now=now()))
+        if plan.job is not None and not _still_there(api, owner):
+            adapter.settled(namespace, name)
+            return None
         if plan.job is not None:
             job = create_job(api, owner, plan.job, plan.identity, storage=plan.storage, issuer=issuer, now=now)
             metrics.job_created(kind, owner)
@@ -246,6 +249,28 @@ def _converge(
         log.info("%s %s/%s failed for good; stopping its Job", kind, namespace, name)
         stop_job(api, job)
     return write_status(api, kind, owner, update)
+
+
+def _still_there(api: ClusterAPI, owner: Obj) -> bool:
+    """Whether an owner whose Job is missing still exists, and is not being deleted.
+
+    An owner with a status has had its Job; that Job missing most often means the owner was just
+    deleted: the garbage collector deletes the Job, and the Job's DELETED event can reach the
+    operator before the owner's own, while the view still holds the owner. Creating the Job then
+    would mint credentials and start a pod for a deleted run (seen for 3 of 2,000 runs deleted at
+    once). So that case — rare: a deletion, a Job recreated after an edit, a Job a user deleted —
+    asks the API server (one GET); an owner without a status yet (its first Job) does not.
+    """
+    if not (owner.get("status") or {}).get("phase"):
+        return True
+    meta = owner["metadata"]
+    live = api.read(Kind(owner["kind"]), meta["namespace"], meta["name"])
+    if live is None or deleting(live) or (live.get("metadata") or {}).get("uid") != meta.get("uid"):
+        log.info(
+            "%s %s/%s is gone or going; its Job is not created again", owner["kind"], meta["namespace"], meta["name"]
+        )
+        return False
+    return True
 
 
 def _follow_edits(adapter: JobOwner[Any], api: ClusterAPI, owner: Obj, job: Obj) -> Obj:

@@ -182,6 +182,10 @@ class FakeCluster:
         self._log("get", kind, namespace, name)
         return self.obj(kind, namespace, name)
 
+    def read(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        self._log("read", kind, namespace, name)
+        return self.obj(kind, namespace, name)
+
     def pods_of_job(self, namespace: str, job: str) -> list[Obj]:
         self._log("pods_of_job", Kind.POD, namespace, job)
         return [copy.deepcopy(p) for p in self._pods(namespace, job)]

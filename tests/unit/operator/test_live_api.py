@@ -60,6 +60,36 @@ def test_a_reconcile_of_a_run_already_seen_makes_no_get_or_list() -> None:
     assert http.requests == []
 
 
+def test_a_deleted_run_whose_jobs_deleted_event_came_first_gets_no_new_job() -> None:
+    """The garbage collector deletes a deleted run's Job; that Job's DELETED event can reach the
+    operator before the run's own, while the view still holds the run. No Job (nor credentials,
+    nor identity) is created for it: a run that has had a Job is confirmed by one GET first."""
+    cluster, watch, http, api = live(make_run())
+    reconcile_run(api)
+    watch.deliver()
+    cluster.remove(Kind.TRAINING_RUN, NAMESPACE, "cartpole")
+    cluster.remove(Kind.JOB, NAMESPACE, "cartpole-train")
+    watch.deliver(Kind.JOB)  # the Job's DELETED event; the run's is late
+    http.requests.clear()
+    reconcile_run(api)
+    assert [(r.method, r.path) for r in http.requests] == [
+        ("GET", "/apis/kubegym.io/v1alpha1/namespaces/research/trainingruns/cartpole")
+    ]
+
+
+def test_a_job_missing_under_a_live_run_is_created_again_after_one_get() -> None:
+    cluster, watch, http, api = live(make_run())
+    reconcile_run(api)
+    watch.deliver()
+    cluster.remove(Kind.JOB, NAMESPACE, "cartpole-train")  # deleted by hand
+    watch.deliver()
+    http.requests.clear()
+    reconcile_run(api)
+    first = http.requests[0]
+    assert (first.method, first.path) == ("GET", "/apis/kubegym.io/v1alpha1/namespaces/research/trainingruns/cartpole")
+    assert cluster.obj(Kind.JOB, NAMESPACE, "cartpole-train") is not None
+
+
 def test_the_runs_status_event_before_the_jobs_added_event_does_not_create_the_job_again() -> None:
     cluster, watch, http, api = live(make_run())
     reconcile_run(api)
