@@ -50,7 +50,9 @@ def test_estimate_from_progress_and_phase(phase: str, prog: Obj | None, expected
 
 
 def reconcile(cluster: FakeCluster) -> Obj | None:
-    return reconciler.reconcile(TrainingRunJobs(SETTINGS), cluster, NAMESPACE, "cartpole", now=now, gate=ReconcileGate())
+    return reconciler.reconcile(
+        TrainingRunJobs(SETTINGS), cluster, NAMESPACE, "cartpole", now=now, gate=ReconcileGate()
+    )
 
 
 def status_of(cluster: FakeCluster) -> Obj:
