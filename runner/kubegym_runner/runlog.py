@@ -168,7 +168,7 @@ class RunLog:
         ok = True
         try:
             self._put(self.uploader.blocking(timeout, supersede=[LOG_UPLOADS]))
-        except Exception as e:  # the log copy is best effort: it must never change the run's outcome
+        except RunnerError as e:  # the log copy is best effort: it must never change the run's outcome
             log.warning("the last copy of the log did not reach %s: %s", self.uri, e)
             ok = False
         if self._handler is not None:
