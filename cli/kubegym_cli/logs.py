@@ -70,7 +70,7 @@ def _started(pod: Obj) -> bool:
     """The pod's container has run (running now, terminated, or restarted): it has a log."""
     st = _runner_state(pod)
     state = st.get("state") or {}
-    return bool(state.get("running") or state.get("terminated") or st.get("restartCount"))
+    return "running" in state or "terminated" in state or bool(st.get("restartCount"))
 
 
 def _created(pod: Obj) -> str:
