@@ -93,6 +93,9 @@ def test_status_logs_and_download_of_a_short_run(
     assert "INFO kubegym_runner.train: final evaluation: " in stored.stdout, stored.stdout[-2000:]
     assert "AWS_SECRET_ACCESS_KEY" not in stored.stdout
     assert env["AWS_SECRET_ACCESS_KEY"] not in stored.stdout
+    unreachable = gym(env, "logs", NAME, "-n", ns, "--endpoint", "http://127.0.0.1:9")  # nothing listens there
+    assert unreachable.returncode == 1 and unreachable.stderr.count("\n") == 1, unreachable.stderr
+    assert unreachable.stderr.startswith("Error: cannot read the stored logs of "), unreachable.stderr
     previous = gym(env, "logs", NAME, "-n", ns, "--previous")  # one attempt only: no previous one
     assert previous.returncode == 1 and previous.stderr.strip().count("\n") == 0
     assert "has no previous attempt" in previous.stderr
@@ -135,3 +138,42 @@ def test_status_logs_and_download_of_a_short_run(
         assert unknown.returncode == 1, (command, unknown.stdout, unknown.stderr)
         assert unknown.stderr.count("\n") == 1 and unknown.stderr.startswith("Error: "), unknown.stderr
         assert "no-such-run" in unknown.stderr
+
+
+def test_logs_follow_the_run_across_a_deleted_pod_and_keep_the_sigterm_attempt(
+    cluster: LocalCluster, kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    ns, env, name = namespace, gym_env(cluster), "cartpole-moved"
+    kubectl.apply(training_run(name, totalTimesteps=40_000, checkpoint={"everySteps": 2048}))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "kubegym_cli", "logs", name, "-n", ns, "-f"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: (status(kube, ns, name).get("checkpoints") or {}).get("count", 0) >= 1, 300, "a first checkpoint"
+        )
+        job = status(kube, ns, name)["jobName"]
+        (first,) = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector=f"batch.kubernetes.io/job-name={job}")[
+            "items"
+        ]
+        kubectl.run("delete", "pod", first["metadata"]["name"], "--wait=true", timeout=180)
+        # While the next pod trains, --previous is the deleted attempt: its copy, uploaded at SIGTERM.
+        wait_until(lambda: (status(kube, ns, name).get("progress") or {}).get("resumedFromStep"), 300, "the next pod")
+        previous = gym(env, "logs", name, "-n", ns, "--previous")
+        assert previous.returncode == 0, previous.stderr
+        assert f"-{first['metadata']['name']} (s3://" in previous.stderr  # the stored copy of the deleted pod
+        assert "received SIGTERM: stopping after a checkpoint" in previous.stdout, previous.stdout[-2000:]
+        assert previous.stdout.splitlines()[-1].startswith("kubegym-runner: stopped: terminated at timestep ")
+        live, live_err = follower.communicate(timeout=900)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, live_err
+    # One stream: the first pod up to its SIGTERM, then the next pod from its resume to the end.
+    assert "received SIGTERM" in live and "resuming from" in live, live[-3000:]
+    assert live.index("received SIGTERM") < live.index("resuming from") < live.index("final evaluation:")
+    assert "==> pod " in live_err
+    assert status(kube, ns, name)["phase"] == "Succeeded"
