@@ -88,12 +88,15 @@ def _researcher(command: Callable[[argparse.Namespace, Any, str], int]) -> Calla
 
     def handler(args: argparse.Namespace) -> int:
         import urllib3
+        from kubernetes.config.config_exception import ConfigException
 
         try:
             api, namespace = _kube(args.kubeconfig, args.context)
             return command(args, api, namespace)
         except CliError as e:
             print(f"Error: {e}", file=sys.stderr)
+        except ConfigException as e:
+            print(f"Error: no usable kubeconfig: {' '.join(str(e).split())}", file=sys.stderr)
         except urllib3.exceptions.HTTPError as e:
             print(f"Error: cannot reach the Kubernetes API server: {type(e).__name__}", file=sys.stderr)
         except KeyboardInterrupt:
