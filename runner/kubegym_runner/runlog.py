@@ -7,7 +7,9 @@ also goes to a local file, and that file is put at ``logs/<attempt>.log`` under 
 
 - every :data:`LOG_UPLOAD_INTERVAL_SECONDS` (30 s; ``$KUBEGYM_LOG_UPLOAD_INTERVAL_SECONDS``),
   through the background :class:`~kubegym_runner.uploads.Uploader` as kind :data:`LOG_UPLOADS`,
-  so a slow or frozen store never stalls training (a newer copy replaces a queued one);
+  so a slow or frozen store never stalls training (a newer copy replaces a queued one), from
+  the moment the run's bucket answered (records before it, the plan's, are in the first copy; a
+  user error found before storage is touched leaves no copy: storage is never touched for it);
 - once more at exit — success, failure or SIGTERM — with the uploader's blocking call, bounded by
   :data:`FINAL_LOG_UPLOAD_SECONDS`, after the SIGTERM checkpoint (which matters more).
 
@@ -110,6 +112,7 @@ class RunLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._started = False
         self._last_line: str | None = None
 
     @classmethod
@@ -118,13 +121,20 @@ class RunLog:
         attempt = attempt_name(os.environ.get(POD_NAME_ENV), datetime.now(UTC))
         return cls(uploader, log_uri(run_root, attempt), workdir / "runner.log", interval_from_env())
 
-    def start(self) -> None:
-        """Write every record to the file from now on, and start the periodic copies."""
+    def capture(self) -> None:
+        """Write every record to the file from now on (nothing is uploaded before :meth:`start`)."""
+        if self._handler is not None or self._closed:
+            return
         handler = logging.FileHandler(self.path, encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.addFilter(RedactingFilter())
         logging.getLogger().addHandler(handler)
         self._handler = handler
+
+    def start(self) -> None:
+        """Start the periodic copies (storage has answered); captures records first if not yet."""
+        self.capture()
+        self._started = True
         log.info("log kept in %s (every %.0fs and at exit)", self.uri, self.interval)
         self._thread = threading.Thread(target=self._periodic, name="kubegym-runlog", daemon=True)
         self._thread.start()
@@ -157,7 +167,9 @@ class RunLog:
     def close(self, last_line: str | None = None, timeout: float = FINAL_LOG_UPLOAD_SECONDS) -> bool:
         """Stop the periodic copies and put the last copy, ending with ``last_line`` (what the CLI
         prints as the runner exits: :func:`exit_line`), waiting at most ``timeout`` seconds; returns
-        whether it reached storage. The file handler is removed afterwards; a second call does nothing."""
+        whether it reached storage. Without :meth:`start` (storage never answered, or a user error came
+        first: those never touch storage) nothing is uploaded. The file handler is removed afterwards;
+        a second call does nothing."""
         if self._closed or self._handler is None:
             return False
         self._closed = True
@@ -165,12 +177,13 @@ class RunLog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1.0)
-        ok = True
-        try:
-            self._put(self.uploader.blocking(timeout, supersede=[LOG_UPLOADS]))
-        except RunnerError as e:  # the log copy is best effort: it must never change the run's outcome
-            log.warning("the last copy of the log did not reach %s: %s", self.uri, e)
-            ok = False
+        ok = self._started
+        if self._started:
+            try:
+                self._put(self.uploader.blocking(timeout, supersede=[LOG_UPLOADS]))
+            except RunnerError as e:  # the log copy is best effort: it must never change the run's outcome
+                log.warning("the last copy of the log did not reach %s: %s", self.uri, e)
+                ok = False
         if self._handler is not None:
             logging.getLogger().removeHandler(self._handler)
             self._handler.close()

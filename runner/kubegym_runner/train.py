@@ -195,6 +195,13 @@ class Trainer:
 
     def run(self) -> TrainingResult:
         """Train to ``totalTimesteps`` (or until SIGTERM) and return the final result."""
+        self.run_log.capture()  # from the first line; uploaded once storage has answered
+        try:
+            return self._run()
+        finally:
+            self.run_log.close(exit_line(sys.exc_info()[1]))  # a no-op once closed before the uploader
+
+    def _run(self) -> TrainingResult:
         device = resolve_device(self.config.device)
         threads = configure_threads()
         self._plan = build_plan(self.config, cpus=threads.share.cpus)
@@ -221,7 +228,6 @@ class Trainer:
                 self.uploader.close(CLOSE_UPLOAD_SECONDS)
                 env.close()
         finally:
-            self.run_log.close(exit_line(sys.exc_info()[1]))  # failed before training: no-op otherwise
             if self._eval_env is not None:
                 self._eval_env.close()
 

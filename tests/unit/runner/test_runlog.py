@@ -149,3 +149,23 @@ def test_storage_down_at_exit_costs_at_most_the_timeout_and_never_raises(
     assert time.monotonic() - started < 5
     assert store.objects == {}
     uploader.close(1)
+
+
+def test_records_captured_before_storage_answered_reach_the_first_copy_and_without_it_nothing_is_uploaded(
+    tmp_path: Path, root_logger: logging.Logger
+) -> None:
+    store = MemoryStorage()
+    uploader = Uploader(store)
+    early = RunLog(uploader, log_uri(ROOT, "early"), tmp_path / "early.log", interval=3600)
+    early.capture()
+    logging.getLogger("kubegym_runner.plan").info("plan: PPO on CartPole-v1")
+    early.start()  # the bucket answered
+    assert early.close()
+    assert "plan: PPO on CartPole-v1" in store.objects[log_uri(ROOT, "early").key].decode()
+
+    never = RunLog(uploader, log_uri(ROOT, "never"), tmp_path / "never.log", interval=3600)
+    never.capture()
+    logging.getLogger("kubegym_runner").info("a user error before storage is touched")
+    assert not never.close("kubegym-runner: error: unknown env")
+    assert log_uri(ROOT, "never").key not in store.objects
+    uploader.close(5)
