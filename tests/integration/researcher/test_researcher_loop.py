@@ -3,7 +3,9 @@ CartPole PPO run is followed live with ``kubectl gym logs -f``; once it succeede
 status`` says so at 100%; after its pod is deleted ``kubectl gym logs`` reads the runner's log
 back from S3; ``kubectl gym download`` writes the final model whose sha256s match its manifest,
 and the two lines it prints load the model in a fresh Python; a model changed by one byte in S3
-fails the download with one line; an unknown run is one line and exit 1."""
+fails the download with one line; an unknown run, storage unreachable and no permission (a
+ServiceAccount without a Role) are one line and exit 1. A second run is followed across a deleted
+pod, and ``--previous`` reads the deleted attempt's copy, uploaded at SIGTERM."""
 
 from __future__ import annotations
 
@@ -177,3 +179,27 @@ def test_logs_follow_the_run_across_a_deleted_pod_and_keep_the_sigterm_attempt(
     assert live.index("received SIGTERM") < live.index("resuming from") < live.index("final evaluation:")
     assert "==> pod " in live_err
     assert status(kube, ns, name)["phase"] == "Succeeded"
+
+
+def test_no_permission_is_one_line_and_exit_1(
+    cluster: LocalCluster, kube: Kube, namespace: str, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """A ServiceAccount with no Role: the API server answers 403 to each command, which says so in one line."""
+    import yaml
+
+    ns = namespace
+    kube.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "nobody"}})
+    token = kube.create(
+        f"/api/v1/namespaces/{ns}/serviceaccounts/nobody/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}},
+    )["status"]["token"]
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "nobody", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "nobody"
+    kubeconfig = tmp_path / "nobody.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {**gym_env(cluster), "KUBECONFIG": str(kubeconfig)}
+    for command in (["status", "trainingrun/anything"], ["logs", "anything"], ["download", "anything"]):
+        denied = gym(env, *command, "-n", ns)
+        assert denied.returncode == 1, (command, denied.stdout, denied.stderr)
+        assert denied.stderr == f"Error: no permission to read trainingruns in namespace {ns} (403 Forbidden)\n"
