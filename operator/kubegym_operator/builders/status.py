@@ -684,12 +684,19 @@ def recover_result(previous: Obj, pods: Sequence[Obj]) -> dict[str, Any]:
 # --- the time left, from the runner's progress -------------------------------------------------
 
 
-def estimated_remaining_seconds(phase: str | None, progress: Obj | None) -> int | None:
+#: An estimate within this many seconds, or this fraction, of the one in the status is not written
+#: again: each write is an API request and a watch event, and a few seconds either way tell nothing.
+ESTIMATE_TOLERANCE_SECONDS = 5
+ESTIMATE_TOLERANCE_FRACTION = 0.1
+
+
+def estimated_remaining_seconds(phase: str | None, progress: Obj | None, previous: Any = None) -> int | None:
     """``status.estimatedRemainingSeconds``: the timesteps left over the recent throughput, rounded up.
 
     0 once the run Succeeded; None (the field is removed) while it cannot be known: no throughput
-    reported yet, or a phase that is not training (Pending, Suspended, Failed). Pure, so a reconcile
-    of an unchanged progress writes nothing.
+    reported yet, or a phase that is not training (Pending, Suspended, Failed). ``previous`` (the
+    status' current value) is kept while the new estimate is within :data:`ESTIMATE_TOLERANCE_SECONDS`
+    or :data:`ESTIMATE_TOLERANCE_FRACTION` of it. Pure, so a reconcile of an unchanged progress writes nothing.
     """
     if phase == Phase.Succeeded.value:
         return 0
@@ -698,7 +705,13 @@ def estimated_remaining_seconds(phase: str | None, progress: Obj | None) -> int 
     total, done, rate = progress.get("totalTimesteps"), progress.get("timesteps") or 0, progress.get("stepsPerSecond")
     if not isinstance(total, int) or not isinstance(rate, int | float) or rate <= 0:
         return None
-    return max(0, math.ceil((total - int(done)) / float(rate)))
+    estimate = max(0, math.ceil((total - int(done)) / float(rate)))
+    close = isinstance(previous, int) and abs(estimate - previous) <= max(
+        ESTIMATE_TOLERANCE_SECONDS, ESTIMATE_TOLERANCE_FRACTION * previous
+    )
+    if close and estimate > 0 and isinstance(previous, int) and previous > 0:
+        return previous
+    return estimate
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -792,7 +805,7 @@ def _compute_status(
     update = _update(run, verdict, job, pods, now=now)
     update.status.update(recovered)
     update.status["estimatedRemainingSeconds"] = estimated_remaining_seconds(
-        verdict.phase, recovered.get("progress") or previous.get("progress")
+        verdict.phase, recovered.get("progress") or previous.get("progress"), previous.get("estimatedRemainingSeconds")
     )
     return _with_storage(update, previous, now=now, generation=generation)
 

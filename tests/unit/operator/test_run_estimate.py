@@ -49,6 +49,22 @@ def test_estimate_from_progress_and_phase(phase: str, prog: Obj | None, expected
     assert estimated_remaining_seconds(phase, prog) == expected
 
 
+@pytest.mark.parametrize(
+    ("previous", "expected"),
+    [
+        (None, 60),
+        (64, 64),  # within 5 s: kept, nothing to write
+        (66, 66),  # within 10% of 66
+        (70, 60),  # further off: the new estimate
+        (0, 60),
+    ],
+)
+def test_a_close_estimate_keeps_the_one_in_the_status(previous: int | None, expected: int) -> None:
+    assert estimated_remaining_seconds("Running", progress(40_000, 100_000, 1_000.0), previous) == expected
+    assert estimated_remaining_seconds("Running", progress(100_000, 100_000, 1_000.0), previous) == 0  # done is 0
+    assert estimated_remaining_seconds("Succeeded", None, previous) == 0
+
+
 def reconcile(cluster: FakeCluster) -> Obj | None:
     return reconciler.reconcile(
         TrainingRunJobs(SETTINGS), cluster, NAMESPACE, "cartpole", now=now, gate=ReconcileGate()
