@@ -387,8 +387,8 @@ class RunArtifacts(Model):
 
 
 class TrainingRunStatus(Model):
-    """Observed state: the operator writes phase, conditions, times and artifacts; the runner writes
-    progress, checkpoints and result."""
+    """Observed state: the operator writes phase, conditions, times, artifacts and the estimate of the time left;
+    the runner writes progress, checkpoints and result."""
 
     phase: Phase | None = Field(
         default=None,
@@ -423,6 +423,13 @@ class TrainingRunStatus(Model):
     )
     result: TrainingResult | None = Field(
         default=None, description="Final evaluation and model, reported by the runner."
+    )
+    estimated_remaining_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds of training left at the runner's recent throughput: (totalTimesteps - timesteps) / "
+        "stepsPerSecond from status.progress, computed by the operator; 0 once Succeeded, absent while unknown "
+        "(no throughput yet, Pending, Suspended, Failed).",
     )
 
 
@@ -478,6 +485,13 @@ TRAINING_RUN = ResourceKind(
         PrinterColumn("Reason", "string", ".status.reason", "Cause of the phase.", priority=1),
         PrinterColumn("Steps", "integer", ".status.progress.timesteps", "Timesteps.", priority=1),
         PrinterColumn("Steps/s", "number", ".status.progress.stepsPerSecond", "Throughput.", priority=1),
+        PrinterColumn(
+            "ETA(s)",
+            "integer",
+            ".status.estimatedRemainingSeconds",
+            "Seconds of training left at the recent throughput.",
+            priority=1,
+        ),
         PrinterColumn(
             "Eval",
             "number",

@@ -4,6 +4,10 @@
     kubectl gym report EXPERIMENT [-n NAMESPACE] [-o table|json] [--dir DIR] [--no-download]
     kubectl gym upload MODEL.zip [--bucket B] [--prefix P] [--endpoint URL] [--algorithm A]
                                  [--vecnormalize STATS.pkl]
+    kubectl gym status NAME [-n NAMESPACE]          (a TrainingRun, Experiment or Benchmark)
+    kubectl gym watch NAME [-n NAMESPACE] [--interval S]
+    kubectl gym logs RUN [-n NAMESPACE] [-f] [--previous] [--endpoint URL]
+    kubectl gym download RUN [-n NAMESPACE] [--dir DIR] [--endpoint URL]
 
 Exit codes: 0 done; 1 the request failed (not found, forbidden, storage error); 2 bad usage.
 """
@@ -12,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubegym_cli import compare, report
+from kubegym_cli import compare, download, logs, report, status
+from kubegym_cli.errors import CliError
 from kubegym_cli.upload import UploadError, upload
 
 GROUP, VERSION, BENCHMARKS = "kubegym.io", "v1alpha1", "benchmarks"
@@ -78,6 +83,35 @@ def _report(args: argparse.Namespace) -> int:
     return report.run(args, api, namespace)
 
 
+def _researcher(command: Callable[[argparse.Namespace, Any, str], int]) -> Callable[[argparse.Namespace], int]:
+    """A handler for status, watch, logs and download: connected, and every failure one line, exit 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import urllib3
+        from kubernetes.config.config_exception import ConfigException
+
+        try:
+            api, namespace = _kube(args.kubeconfig, args.context)
+            return command(args, api, namespace)
+        except CliError as e:
+            print(f"Error: {e}", file=sys.stderr)
+        except ConfigException as e:
+            print(f"Error: no usable kubeconfig: {' '.join(str(e).split())}", file=sys.stderr)
+        except urllib3.exceptions.HTTPError as e:
+            print(f"Error: cannot reach the Kubernetes API server: {type(e).__name__}", file=sys.stderr)
+        except KeyboardInterrupt:
+            return 130
+        return 1
+
+    return handler
+
+
+def _logs(args: argparse.Namespace, api: Any, namespace: str) -> int:
+    from kubernetes import client
+
+    return logs.run(args, api, client.CoreV1Api(), namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl gym", description="kubegym's kubectl plugin.")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
@@ -97,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--vecnormalize", help="VecNormalize statistics saved with the model")
     up.set_defaults(handler=_upload)
     report.add_parser(commands, _report)
+    status.add_parsers(commands, _researcher(status.run))
+    logs.add_parser(commands, _researcher(_logs))
+    download.add_parser(commands, _researcher(download.run))
     return parser
 
 

@@ -15,6 +15,8 @@ import sys
 SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 #: Environment variable naming the log level (default INFO).
 LOG_LEVEL_ENV = "KUBEGYM_LOG_LEVEL"
+#: One line per record, on stderr and in the copy kept in S3 (:mod:`kubegym_runner.runlog`).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def redact(text: str) -> str:
@@ -40,7 +42,7 @@ class RedactingFilter(logging.Filter):
 def setup_logging() -> None:
     """Configure the root logger for the pod (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,6 +11,8 @@
    ``checkpoint.everySteps`` (keeping the newest ``keepLast``), evaluate every
    ``evaluation.everySteps`` on a separate env, and report progress.
 4. On SIGTERM: stop at the next step, checkpoint, exit ``128 + signal``.
+   Throughout, the runner's log is kept in the run's folder (``logs/<attempt>.log``,
+   :mod:`kubegym_runner.runlog`): every 30 s and once more at exit, SIGTERM included.
 5. At the end: a last checkpoint, ``final/``, a final evaluation (``eval/final.json``),
    the result recorded in ``final/manifest.json``, and ``status.result`` (retried while the
    API server does not answer, until SIGTERM; the CLI also puts it in the termination message).
@@ -31,6 +33,7 @@ import json
 import logging
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -76,6 +79,7 @@ from kubegym_runner.errors import TerminatedError, UserError
 from kubegym_runner.plan import TrainingPlan, build_plan
 from kubegym_runner.progress import ProgressReporter, StorageReport, Throughput, make_progress
 from kubegym_runner.provenance import Provenance, describe_space, foreign_reason, resume_mismatch
+from kubegym_runner.runlog import RunLog, exit_line
 from kubegym_runner.safeload import load_algorithm, load_replay_buffer
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
@@ -166,6 +170,8 @@ class Trainer:
         self.foreign_steps: set[int] = set()
         #: Uploads beside the training loop; ``uploader.health()`` says whether storage answers.
         self.uploader = Uploader(storage)
+        #: This attempt's log, kept in the run's folder (logs/<attempt>.log) periodically and at exit.
+        self.run_log = RunLog.for_run(self.uploader, self.layout.root, workdir)
         self.storage_report = StorageReport()
         self.compute: ComputeStatus | None = None
 
@@ -189,6 +195,13 @@ class Trainer:
 
     def run(self) -> TrainingResult:
         """Train to ``totalTimesteps`` (or until SIGTERM) and return the final result."""
+        self.run_log.capture()  # from the first line; uploaded once storage has answered
+        try:
+            return self._run()
+        finally:
+            self.run_log.close(exit_line(sys.exc_info()[1]))  # a no-op once closed before the uploader
+
+    def _run(self) -> TrainingResult:
         device = resolve_device(self.config.device)
         threads = configure_threads()
         self._plan = build_plan(self.config, cpus=threads.share.cpus)
@@ -197,6 +210,7 @@ class Trainer:
             log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
         self.storage.check_bucket(self.layout.root.bucket, self.layout.root.key)
         self._stop_if_terminated()
+        self.run_log.start()
         try:
             self._provenance = self._own_provenance()
             start = self._find_start()
@@ -210,6 +224,7 @@ class Trainer:
                     self._terminate()
                 return self._finish()
             finally:
+                self.run_log.close(exit_line(sys.exc_info()[1]))
                 self.uploader.close(CLOSE_UPLOAD_SECONDS)
                 env.close()
         finally:

@@ -1,8 +1,10 @@
 """A TrainingRun's status from what the cluster shows: its Job and that Job's pods.
 
 The operator owns ``phase``, ``reason``, ``message``, ``conditions``, ``observedGeneration``,
-``startTime``, ``completionTime``, ``jobName``, ``nodeName`` and ``artifacts`` (where the run's
-folder is, recorded once from its Job: :mod:`kubegym_operator.builders.artifacts`); the runner owns ``progress``,
+``startTime``, ``completionTime``, ``jobName``, ``nodeName``, ``artifacts`` (where the run's
+folder is, recorded once from its Job: :mod:`kubegym_operator.builders.artifacts`) and
+``estimatedRemainingSeconds`` (:func:`estimated_remaining_seconds`, from the progress the runner
+reports: the runner reports what it measured, the operator states what follows); the runner owns ``progress``,
 ``checkpoints`` and ``result``. Reasons name the cause a person can act on (Unschedulable,
 ImagePullFailed, OOMKilled, UserError, ...) rather than the Job's generic failure, so they
 are dug out of pod conditions, container states and the runner's exit code.
@@ -26,6 +28,7 @@ like a credential scrubbed from the message.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -678,6 +681,39 @@ def recover_result(previous: Obj, pods: Sequence[Obj]) -> dict[str, Any]:
     return recovered
 
 
+# --- the time left, from the runner's progress -------------------------------------------------
+
+
+#: An estimate within this many seconds, or this fraction, of the one in the status is not written
+#: again: each write is an API request and a watch event, and a few seconds either way tell nothing.
+ESTIMATE_TOLERANCE_SECONDS = 5
+ESTIMATE_TOLERANCE_FRACTION = 0.1
+
+
+def estimated_remaining_seconds(phase: str | None, progress: Obj | None, previous: Any = None) -> int | None:
+    """``status.estimatedRemainingSeconds``: the timesteps left over the recent throughput, rounded up.
+
+    0 once the run Succeeded; None (the field is removed) while it cannot be known: no throughput
+    reported yet, or a phase that is not training (Pending, Suspended, Failed). ``previous`` (the
+    status' current value) is kept while the new estimate is within :data:`ESTIMATE_TOLERANCE_SECONDS`
+    or :data:`ESTIMATE_TOLERANCE_FRACTION` of it. Pure, so a reconcile of an unchanged progress writes nothing.
+    """
+    if phase == Phase.Succeeded.value:
+        return 0
+    if phase != Phase.Running.value or not progress:
+        return None
+    total, done, rate = progress.get("totalTimesteps"), progress.get("timesteps") or 0, progress.get("stepsPerSecond")
+    if not isinstance(total, int) or not isinstance(rate, int | float) or rate <= 0:
+        return None
+    estimate = max(0, math.ceil((total - int(done)) / float(rate)))
+    close = isinstance(previous, int) and abs(estimate - previous) <= max(
+        ESTIMATE_TOLERANCE_SECONDS, ESTIMATE_TOLERANCE_FRACTION * previous
+    )
+    if close and estimate > 0 and isinstance(previous, int) and previous > 0:
+        return previous
+    return estimate
+
+
 # --- entry points ----------------------------------------------------------------------------
 
 
@@ -749,6 +785,7 @@ def _compute_status(
             if key in previous
         }
         kept["observedGeneration"] = generation
+        kept["estimatedRemainingSeconds"] = estimated_remaining_seconds(previous.get("phase"), previous.get("progress"))
         stop = previous.get("phase") == Phase.Failed.value and _terminal_job_still_running(job)
         event = None
         if previous.get("phase") == Phase.Succeeded.value:
@@ -767,6 +804,9 @@ def _compute_status(
         verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {RECOVERED_NOTE}", verdict.stop_job)
     update = _update(run, verdict, job, pods, now=now)
     update.status.update(recovered)
+    update.status["estimatedRemainingSeconds"] = estimated_remaining_seconds(
+        verdict.phase, recovered.get("progress") or previous.get("progress"), previous.get("estimatedRemainingSeconds")
+    )
     return _with_storage(update, previous, now=now, generation=generation)
 
 

@@ -402,7 +402,11 @@ def test_resume_from_a_checkpoint_that_does_not_fit_fails_before_training(
     for problem in expected:
         assert problem in message
     assert "resumeFrom must name a checkpoint of the same algorithm and spaces" in message
-    assert not [key for (_, key) in memory.objects if key.startswith("p/ns/heir/")]  # nothing trained, nothing written
+    # Nothing trained, nothing written but the attempt's log, which ends with the error it exits with.
+    written = [key for (_, key) in memory.objects if key.startswith("p/ns/heir/")]
+    assert len(written) == 1 and written[0].startswith("p/ns/heir/uid-heir/logs/"), written
+    stored = memory.objects[(BUCKET, written[0])].decode().splitlines()
+    assert stored[-1] == f"kubegym-runner: error: {message}"
 
 
 @pytest.mark.usefixtures("signal_handlers")

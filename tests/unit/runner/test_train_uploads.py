@@ -5,6 +5,7 @@ last words (final model, SIGTERM checkpoint) wait for S3."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -498,7 +499,10 @@ def test_training_goes_on_while_storage_is_frozen_and_the_final_model_waits(tmp_
     assert not list(tmp_path.glob("checkpoint-*"))
 
 
-def test_sigterm_checkpoint_waits_for_the_upload_in_progress(tmp_path: Path, one_thread: None) -> None:
+def test_sigterm_checkpoint_waits_for_the_upload_in_progress(
+    tmp_path: Path, one_thread: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # the runner's level (setup_logging)
     store = FakeStore()
     store.freeze()
     termination = TerminationRequest()
@@ -516,6 +520,12 @@ def test_sigterm_checkpoint_waits_for_the_upload_in_progress(tmp_path: Path, one
     stopped = trainer.model.num_timesteps
     complete = scan(store, LAYOUT.checkpoints).complete
     assert complete[0].step == stopped and f"terminated at timestep {stopped}" in str(error)
+    # The attempt's log reached the run's folder too, after the SIGTERM checkpoint, ending with the exit line.
+    (log_key,) = [k for k in store.objects if k.startswith(LAYOUT.root.join("logs").key + "/")]
+    stored = store.objects[log_key].decode()
+    assert "training 1000000 timesteps (from 0 to 1000000)" in stored
+    assert f"checkpoint s3://bkt/run/checkpoints/{stopped:012d}" in stored
+    assert stored.splitlines()[-1] == f"kubegym-runner: stopped: {error}"
 
 
 class RecordingWriter:
