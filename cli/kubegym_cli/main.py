@@ -8,6 +8,7 @@
     kubectl gym watch NAME [-n NAMESPACE] [--interval S]
     kubectl gym logs RUN [-n NAMESPACE] [-f] [--previous] [--endpoint URL]
     kubectl gym download RUN [-n NAMESPACE] [--dir DIR] [--endpoint URL]
+    kubectl gym tensorboard NAME [-n NAMESPACE] [--port P] [--dir DIR] [--sync-only] [--endpoint URL]
 
 Exit codes: 0 done; 1 the request failed (not found, forbidden, storage error); 2 bad usage.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubegym_cli import compare, download, logs, report, status
+from kubegym_cli import compare, download, logs, report, status, tensorboard
 from kubegym_cli.errors import CliError
 from kubegym_cli.upload import UploadError, upload
 
@@ -84,7 +85,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _researcher(command: Callable[[argparse.Namespace, Any, str], int]) -> Callable[[argparse.Namespace], int]:
-    """A handler for status, watch, logs and download: connected, and every failure one line, exit 1."""
+    """A handler for status, watch, logs, download and tensorboard: connected, and every failure one line, exit 1."""
 
     def handler(args: argparse.Namespace) -> int:
         import urllib3
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_parsers(commands, _researcher(status.run))
     logs.add_parser(commands, _researcher(_logs))
     download.add_parser(commands, _researcher(download.run))
+    tensorboard.add_parser(commands, _researcher(tensorboard.run))
     return parser
 
 

@@ -73,6 +73,7 @@ from kubegym_runner.checkpoints import (
     write_manifest,
 )
 from kubegym_runner.compute import ThreadSettings, configure_threads, resolve_device
+from kubegym_runner.curves import Curves
 from kubegym_runner.envs import build_vec_env
 from kubegym_runner.episodes import EpisodeStats, EvaluationInterruptedError, run_episodes
 from kubegym_runner.errors import TerminatedError, UserError
@@ -172,6 +173,8 @@ class Trainer:
         self.uploader = Uploader(storage)
         #: This attempt's log, kept in the run's folder (logs/<attempt>.log) periodically and at exit.
         self.run_log = RunLog.for_run(self.uploader, self.layout.root, workdir)
+        #: SB3's logger writing TensorBoard event files, kept in the run's folder (tensorboard/).
+        self.curves = Curves.for_run(self.uploader, self.layout.root, workdir)
         self.storage_report = StorageReport()
         self.compute: ComputeStatus | None = None
 
@@ -224,6 +227,7 @@ class Trainer:
                     self._terminate()
                 return self._finish()
             finally:
+                self.curves.close()
                 self.run_log.close(exit_line(sys.exc_info()[1]))
                 self.uploader.close(CLOSE_UPLOAD_SECONDS)
                 env.close()
@@ -275,6 +279,7 @@ class Trainer:
         )
         self.started = time.monotonic()
         self.throughput.start(self.model.num_timesteps)
+        self.model.set_logger(self.curves.logger())
         self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
 
     def _stop_if_terminated(self) -> None:
@@ -526,6 +531,9 @@ class Trainer:
             return
         self.last_evaluation = stats.summary()
         self.evaluations.append(stats.to_json())
+        if self._model is not None:  # written with SB3's next dump, at this step
+            self.model.logger.record("eval/mean_reward", self.last_evaluation.mean_reward)
+            self.model.logger.record("eval/std_reward", self.last_evaluation.std_reward)
         history, data = self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode()
         self.uploader.submit(EVALUATION_UPLOADS, str(history), lambda storage: storage.put_bytes(history, data))
         log.info(
