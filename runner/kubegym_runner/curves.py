@@ -23,14 +23,12 @@ it draws has each step once.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubegym_runner.errors import RunnerError
 from kubegym_runner.storage import S3Uri, Storage
-from kubegym_runner.uploads import Uploader
+from kubegym_runner.uploads import Periodic, Uploader, interval_from_env
 
 if TYPE_CHECKING:
     from stable_baselines3.common.logger import Logger
@@ -47,21 +45,6 @@ UPLOAD_INTERVAL_SECONDS = 30.0
 UPLOAD_INTERVAL_ENV = "KUBEGYM_TENSORBOARD_UPLOAD_INTERVAL_SECONDS"
 #: Seconds the last upload gets at the end (the SIGTERM checkpoint and the log copy share the grace period).
 FINAL_UPLOAD_SECONDS = 5.0
-
-
-def interval_from_env(environ: os._Environ[str] | dict[str, str] = os.environ) -> float:
-    """:data:`UPLOAD_INTERVAL_SECONDS`, or a positive number of seconds from :data:`UPLOAD_INTERVAL_ENV`."""
-    raw = environ.get(UPLOAD_INTERVAL_ENV)
-    if not raw:
-        return UPLOAD_INTERVAL_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        log.warning("ignoring %s=%r: not a positive number of seconds", UPLOAD_INTERVAL_ENV, raw)
-        return UPLOAD_INTERVAL_SECONDS
-    return value
 
 
 def grown_files(directory: Path, uploaded: dict[str, int]) -> list[tuple[str, int]]:
@@ -85,20 +68,18 @@ class Curves:
     """
 
     def __init__(self, uploader: Uploader, uri: S3Uri, directory: Path, interval: float) -> None:
-        self.uploader = uploader
         self.uri = uri
         self.directory = directory
-        self.interval = interval
+        self._copies = Periodic(uploader, CURVE_UPLOADS, f"TensorBoard curves {uri}", self._put, interval)
         self._logger: Logger | None = None
         self._uploaded: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._closed = False
 
     @classmethod
     def for_run(cls, uploader: Uploader, run_root: S3Uri, workdir: Path) -> Curves:
         """The curves of the run whose folder is ``run_root``, written under ``workdir``."""
-        return cls(uploader, run_root.join(TENSORBOARD_FOLDER), workdir / TENSORBOARD_FOLDER, interval_from_env())
+        interval = interval_from_env(UPLOAD_INTERVAL_ENV, UPLOAD_INTERVAL_SECONDS)
+        return cls(uploader, run_root.join(TENSORBOARD_FOLDER), workdir / TENSORBOARD_FOLDER, interval)
 
     def logger(self) -> Logger:
         """SB3's logger with TensorBoard output only (the runner logs its own progress lines), and
@@ -108,9 +89,8 @@ class Curves:
 
             self.directory.mkdir(parents=True, exist_ok=True)
             self._logger = configure(str(self.directory), ["tensorboard"])
-            log.info("TensorBoard curves kept in %s (every %.0fs and at the end)", self.uri, self.interval)
-            self._thread = threading.Thread(target=self._periodic, name="kubegym-curves", daemon=True)
-            self._thread.start()
+            log.info("TensorBoard curves kept in %s (every %.0fs and at the end)", self.uri, self._copies.interval)
+            self._copies.start()
         return self._logger
 
     def _put(self, storage: Storage) -> None:
@@ -119,13 +99,6 @@ class Curves:
             storage.upload_file(self.directory / name, self.uri.join(name))
             self._uploaded[name] = size
 
-    def _periodic(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.uploader.submit(CURVE_UPLOADS, f"TensorBoard curves {self.uri}", self._put)
-            except RuntimeError:  # the uploader closed: the last upload is close()'s
-                return
-
     def close(self, timeout: float = FINAL_UPLOAD_SECONDS) -> bool:
         """Flush and close the event files and put what grew, waiting at most ``timeout`` seconds;
         returns whether it reached storage. Best effort: a failure is a warning, never the run's
@@ -133,12 +106,10 @@ class Curves:
         if self._closed or self._logger is None:
             return False
         self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
+        self._copies.stop()
         self._logger.close()
         try:
-            self._put(self.uploader.blocking(timeout, supersede=[CURVE_UPLOADS]))
+            self._copies.last(timeout)
         except RunnerError as e:
             log.warning("the last TensorBoard curves did not reach %s: %s", self.uri, e)
             return False

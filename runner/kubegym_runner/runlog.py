@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kubegym_runner.errors import RunnerError, TerminatedError
 from kubegym_runner.logs import LOG_FORMAT, RedactingFilter, redact
 from kubegym_runner.storage import S3Uri, Storage
-from kubegym_runner.uploads import Uploader
+from kubegym_runner.uploads import Periodic, Uploader, interval_from_env
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,6 @@ def attempt_name(pod: str | None, started: datetime) -> str:
 def log_uri(run_root: S3Uri, attempt: str) -> S3Uri:
     """Where an attempt's log goes: ``<run folder>/logs/<attempt>.log``."""
     return run_root.join(LOGS_FOLDER).join(f"{attempt}.log")
-
-
-def interval_from_env() -> float:
-    """The upload interval: ``$KUBEGYM_LOG_UPLOAD_INTERVAL_SECONDS`` when it is a positive number."""
-    try:
-        value = float(os.environ.get(LOG_UPLOAD_INTERVAL_ENV, ""))
-    except ValueError:
-        return LOG_UPLOAD_INTERVAL_SECONDS
-    return value if value > 0 else LOG_UPLOAD_INTERVAL_SECONDS
 
 
 def stored_copy(data: bytes, limit: int = MAX_LOG_BYTES) -> bytes:
@@ -104,13 +94,10 @@ class RunLog:
     """
 
     def __init__(self, uploader: Uploader, uri: S3Uri, path: Path, interval: float) -> None:
-        self.uploader = uploader
         self.uri = uri
         self.path = path
-        self.interval = interval
+        self._copies = Periodic(uploader, LOG_UPLOADS, f"log copy {uri}", self._put, interval)
         self._handler: logging.FileHandler | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._closed = False
         self._started = False
         self._last_line: str | None = None
@@ -119,7 +106,8 @@ class RunLog:
     def for_run(cls, uploader: Uploader, run_root: S3Uri, workdir: Path) -> RunLog:
         """This attempt's log (named by ``$KUBEGYM_POD_NAME`` and the time now), kept in ``workdir``."""
         attempt = attempt_name(os.environ.get(POD_NAME_ENV), datetime.now(UTC))
-        return cls(uploader, log_uri(run_root, attempt), workdir / "runner.log", interval_from_env())
+        interval = interval_from_env(LOG_UPLOAD_INTERVAL_ENV, LOG_UPLOAD_INTERVAL_SECONDS)
+        return cls(uploader, log_uri(run_root, attempt), workdir / "runner.log", interval)
 
     def capture(self) -> None:
         """Write every record to the file from now on (nothing is uploaded before :meth:`start`)."""
@@ -135,9 +123,8 @@ class RunLog:
         """Start the periodic copies (storage has answered); captures records first if not yet."""
         self.capture()
         self._started = True
-        log.info("log kept in %s (every %.0fs and at exit)", self.uri, self.interval)
-        self._thread = threading.Thread(target=self._periodic, name="kubegym-runlog", daemon=True)
-        self._thread.start()
+        log.info("log kept in %s (every %.0fs and at exit)", self.uri, self._copies.interval)
+        self._copies.start()
 
     def _read(self) -> bytes:
         if self._handler is not None:
@@ -153,16 +140,9 @@ class RunLog:
     def _put(self, storage: Storage) -> None:
         storage.put_bytes(self.uri, self._read(), CONTENT_TYPE)
 
-    def _periodic(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.uploader.submit(LOG_UPLOADS, f"log copy {self.uri}", self._put)
-            except RuntimeError:  # the uploader closed: the last copy is close()'s
-                return
-
     def upload_now(self) -> None:
         """Queue a background copy now (at most one is queued; a newer one replaces it)."""
-        self.uploader.submit(LOG_UPLOADS, f"log copy {self.uri}", self._put)
+        self._copies.now()
 
     def close(self, last_line: str | None = None, timeout: float = FINAL_LOG_UPLOAD_SECONDS) -> bool:
         """Stop the periodic copies and put the last copy, ending with ``last_line`` (what the CLI
@@ -174,13 +154,11 @@ class RunLog:
             return False
         self._closed = True
         self._last_line = last_line
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
+        self._copies.stop()
         ok = self._started
         if self._started:
             try:
-                self._put(self.uploader.blocking(timeout, supersede=[LOG_UPLOADS]))
+                self._copies.last(timeout)
             except RunnerError as e:  # the log copy is best effort: it must never change the run's outcome
                 log.warning("the last copy of the log did not reach %s: %s", self.uri, e)
                 ok = False

@@ -35,12 +35,13 @@ The rules, and why:
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -532,3 +533,63 @@ class _BlockingStorage(Storage):
 
     def delete(self, uris: list[S3Uri]) -> None:
         self._run(f"delete of {len(uris)} object(s)", lambda s: s.delete(uris))
+
+
+# --- copies of a growing file ------------------------------------------------------------------
+
+
+def interval_from_env(name: str, default: float, environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds from the environment variable ``name`` when it is a positive number, else ``default``."""
+    try:
+        value = float(environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+class Periodic:
+    """Something that grows while the run trains (its log, its TensorBoard event files), put in S3
+    every ``interval`` seconds in the background and once more, blocking, at the end.
+
+    ``action`` writes the current state with the :class:`Storage` it is given; it runs on the
+    ``uploader``'s worker as upload kind ``key`` (so at most one copy is queued behind the one in
+    progress, a newer replacing it), and :meth:`last` runs it through the uploader's blocking call.
+    """
+
+    def __init__(self, uploader: Uploader, key: str, label: str, action: Action, interval: float) -> None:
+        self.uploader = uploader
+        self.key = key
+        self.label = label
+        self.action = action
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background copies (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"kubegym-{self.key}", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.now()
+            except RuntimeError:  # the uploader closed: the last copy is last()'s
+                return
+
+    def now(self) -> None:
+        """Queue a background copy now (raises ``RuntimeError`` once the uploader is closed)."""
+        self.uploader.submit(self.key, self.label, self.action)
+
+    def stop(self) -> None:
+        """Stop the background copies (a copy already queued still runs)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def last(self, timeout: float) -> None:
+        """Stop, then put the current state within ``timeout`` seconds, after any copy in progress;
+        raises :class:`~kubegym_runner.errors.StorageError` when it did not reach storage."""
+        self.stop()
+        self.action(self.uploader.blocking(timeout, supersede=[self.key]))

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kubegym_runner.curves import (
-    UPLOAD_INTERVAL_ENV,
-    UPLOAD_INTERVAL_SECONDS,
-    grown_files,
-    interval_from_env,
-)
+from kubegym_runner.curves import UPLOAD_INTERVAL_ENV, UPLOAD_INTERVAL_SECONDS, grown_files
 from kubegym_runner.progress import ProgressReporter
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.train import Trainer
+from kubegym_runner.uploads import interval_from_env
 from tests.unit.runner.test_train_uploads import FakeStore, _train_config, one_thread  # noqa: F401 - fixture
 
 PREFIX = "run/tensorboard/"
@@ -27,7 +23,8 @@ PREFIX = "run/tensorboard/"
     [(None, UPLOAD_INTERVAL_SECONDS), ("2.5", 2.5), ("0", UPLOAD_INTERVAL_SECONDS), ("soon", UPLOAD_INTERVAL_SECONDS)],
 )
 def test_interval_from_env(raw: str | None, expected: float) -> None:
-    assert interval_from_env({} if raw is None else {UPLOAD_INTERVAL_ENV: raw}) == expected
+    environ = {} if raw is None else {UPLOAD_INTERVAL_ENV: raw}
+    assert interval_from_env(UPLOAD_INTERVAL_ENV, UPLOAD_INTERVAL_SECONDS, environ) == expected
 
 
 def test_grown_files_are_the_new_and_the_longer_ones(tmp_path: Path) -> None:

@@ -18,12 +18,11 @@ from kubegym_runner.runlog import (
     RunLog,
     attempt_name,
     exit_line,
-    interval_from_env,
     log_uri,
     stored_copy,
 )
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage
-from kubegym_runner.uploads import RetryPolicy, Uploader
+from kubegym_runner.uploads import RetryPolicy, Uploader, interval_from_env
 
 ROOT = S3Uri("bkt", "runs/ns/cartpole/uid-1")
 
@@ -70,10 +69,10 @@ def test_attempts_are_named_in_start_order_under_the_runs_logs_folder() -> None:
 
 def test_the_interval_is_30_seconds_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBEGYM_LOG_UPLOAD_INTERVAL_SECONDS", raising=False)
-    assert interval_from_env() == LOG_UPLOAD_INTERVAL_SECONDS == 30.0
+    assert RunLog.for_run(None, ROOT, Path("/tmp"))._copies.interval == LOG_UPLOAD_INTERVAL_SECONDS == 30.0  # type: ignore[arg-type]
     for value, expected in (("2.5", 2.5), ("0", 30.0), ("-1", 30.0), ("soon", 30.0)):
         monkeypatch.setenv("KUBEGYM_LOG_UPLOAD_INTERVAL_SECONDS", value)
-        assert interval_from_env() == expected
+        assert interval_from_env("KUBEGYM_LOG_UPLOAD_INTERVAL_SECONDS", 30.0) == expected
 
 
 def test_a_long_log_keeps_its_newest_lines_after_a_note() -> None:
