@@ -22,23 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from kubegym_cli import compare, download, logs, report, status, tensorboard
+from kubegym_cli.connect import connect as _kube
 from kubegym_cli.errors import CliError
 from kubegym_cli.upload import UploadError, upload
 
 GROUP, VERSION, BENCHMARKS = "kubegym.io", "v1alpha1", "benchmarks"
-
-
-def _kube(kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    """A CustomObjectsApi for the kubeconfig's context, and that context's namespace."""
-    from kubernetes import client, config
-
-    config.load_kube_config(config_file=kubeconfig, context=context)
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
-    if context:
-        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
-        active = next((c for c in contexts if c["name"] == context), active)
-    namespace = (active or {}).get("context", {}).get("namespace") or "default"
-    return client.CustomObjectsApi(), namespace
 
 
 def _compare(args: argparse.Namespace) -> int:
