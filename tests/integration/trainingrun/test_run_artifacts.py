@@ -149,8 +149,13 @@ def test_resume_from_a_checkpoint_of_another_algorithm_fails_before_training(
     assert "the checkpoint was saved by PPO, this run trains A2C" in heir["message"]
     failed = next(c for c in heir["conditions"] if c["type"] == "Failed")
     assert (failed["status"], failed["reason"]) == ("True", "UserError")
-    # Before any training: no timestep reported, nothing in its folder; one pod (no retries).
+    # Before any training: no timestep reported, nothing in its folder but the pod's own log (which
+    # says why); one pod (no retries).
     assert not (heir.get("progress") or {}).get("timesteps"), heir.get("progress")
-    assert keys(s3, bucket, f"{heir['artifacts']['prefix']}/") == []
+    written = keys(s3, bucket, f"{heir['artifacts']['prefix']}/")
+    assert [k for k in written if "/logs/" not in k] == [], written
+    (log,) = written
+    body = s3.get_object(Bucket=bucket, Key=log)["Body"].read().decode()
+    assert "the checkpoint was saved by PPO, this run trains A2C" in body, body[-2000:]
     pods = kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector="kubegym.io/training-run=a2c-heir")["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
