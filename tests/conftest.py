@@ -104,6 +104,8 @@ class OperatorProcess:
             "KUBEGYM_STORAGE_SECRET_ACCESS_KEY": key["secret_key"],
             "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "20",
             "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "2",
+            # A run without progress is flagged Idle after 45 s (test_cost_and_idle), not 10 minutes.
+            "KUBEGYM_IDLE_AFTER_SECONDS": "45",
             "KUBEGYM_LIVENESS": "",
             "KUBEGYM_METRICS_PORT": str(self.metrics_port),
             # One operator alone, even where the tests themselves run in a pod (POD_NAMESPACE

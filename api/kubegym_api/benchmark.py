@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
 from kubegym_api.base import Algorithm, Device, Model, Seed, Statistic
+from kubegym_api.cost import Cost
 from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.environment import BenchmarkEnvironment
 from kubegym_api.status import Condition, Phase, condition_list_field
@@ -298,7 +299,7 @@ class BenchmarkProgress(Model):
 
 
 class BenchmarkStatus(Model):
-    """Observed state: the operator writes phase, conditions, times, envs and modelCount; the runner
+    """Observed state: the operator writes phase, conditions, times, envs, modelCount and cost; the runner
     writes progress, results, ranking, bestModel, bestScore and artifacts."""
 
     phase: Phase | None = Field(default=None, description="Summary: Pending, Running, Succeeded or Failed.")
@@ -329,6 +330,9 @@ class BenchmarkStatus(Model):
     best_score: float | None = Field(default=None, description="The leader's score (ranking.statistic).")
     artifacts: BenchmarkArtifacts | None = Field(
         default=None, description="s3:// URIs of the episodes CSV, the results table and JSON, and the plot."
+    )
+    cost: Cost | None = Field(
+        default=None, description="CPU-seconds and GPU-seconds the evaluation pods held (requested x time)."
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict, JsonValue
 
 from kubegym_api.base import Model, Seed, Statistic
+from kubegym_api.cost import CostTotals
 from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.status import Condition, Phase, condition_list_field
 from kubegym_api.trainingrun import TrainingRunSpec
@@ -474,7 +475,7 @@ class ExperimentReportFiles(Model):
 
 
 class ExperimentStatus(Model):
-    """Observed state. The operator writes phase, conditions, counts, runs and budget; the report Job
+    """Observed state. The operator writes phase, conditions, counts, runs, budget and cost; the report Job
     writes results, best and report."""
 
     phase: Phase | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Suspended.")
@@ -495,6 +496,9 @@ class ExperimentStatus(Model):
         default_factory=list, max_length=MAX_RUNS, description="Every run, in creation order."
     )
     budget: Budget | None = Field(default=None, description="Timesteps planned, trained and saved.")
+    cost: CostTotals | None = Field(
+        default=None, description="The sum of its runs' status.cost: CPU-seconds and GPU-seconds held and used."
+    )
     benchmark: StageStatus | None = Field(default=None, description="The final Benchmark, if any.")
     report_job: str | None = Field(default=None, description="Name of the report Job.")
     results: list[ConfigurationResult] = Field(

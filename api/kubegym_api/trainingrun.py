@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
 from kubegym_api.base import OFF_POLICY, Algorithm, Device, Model, Seed
+from kubegym_api.cost import Cost, ResourceUsage
 from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.environment import EnvironmentConfig
 from kubegym_api.status import Condition, Phase, condition_list_field
@@ -154,6 +155,24 @@ class AgentSpec(Model):
 _OFF_POLICY = ", ".join(f"'{a}'" for a in sorted(OFF_POLICY))
 
 
+#: Shortest runPolicy.idleTimeoutSeconds: a few progress reports (every 10 s by default) must fit in it.
+MIN_IDLE_TIMEOUT_SECONDS = 60
+
+
+class TrainingRunPolicy(RunPolicy):
+    """A TrainingRun's run policy: the Job's retries, deadline and clean-up, and what to do with a
+    run that holds its pod (and GPU) without training."""
+
+    idle_timeout_seconds: int | None = Field(
+        default=None,
+        ge=MIN_IDLE_TIMEOUT_SECONDS,
+        description="Stop a Running run whose runner has reported no new timesteps for this many seconds "
+        "(a hung environment, a frozen process, a wait that never ends): it fails with reason IdleTimeout, "
+        "its pod is stopped and its checkpoints are kept (resumeFrom it to go on). Unset: the run is only "
+        "flagged (condition Idle, after the operator's idle threshold). Mutable.",
+    )
+
+
 class TrainingRunSpec(AgentSpec):
     """What to train, for how long, on which compute, and where checkpoints go."""
 
@@ -223,9 +242,9 @@ class TrainingRunSpec(AgentSpec):
         "Mutable until the run has started (status.startTime set).",
         json_schema_extra={"default": {}},
     )
-    run_policy: RunPolicy = Field(
-        default_factory=RunPolicy,
-        description="Retries, deadline and clean-up of the runner Job.",
+    run_policy: TrainingRunPolicy = Field(
+        default_factory=TrainingRunPolicy,
+        description="Retries, deadline, idle timeout and clean-up of the runner Job.",
         json_schema_extra={"default": {}},
     )
     suspend: bool = Field(
@@ -341,6 +360,9 @@ class TrainingProgress(Model):
     compute: ComputeStatus | None = Field(
         default=None, description="Threads, environment copies and vectorization the runner chose from its CPU request."
     )
+    usage: ResourceUsage | None = Field(
+        default=None, description="CPU time (and GPU utilisation) the runner measured of its own pod."
+    )
     storage: StorageStatus | None = Field(
         default=None, description="Whether checkpoint uploads reach storage (training goes on while they fail)."
     )
@@ -387,8 +409,8 @@ class RunArtifacts(Model):
 
 
 class TrainingRunStatus(Model):
-    """Observed state: the operator writes phase, conditions, times, artifacts and the estimate of the time left;
-    the runner writes progress, checkpoints and result."""
+    """Observed state: the operator writes phase, conditions, times, artifacts, cost and the estimate of the time
+    left; the runner writes progress, checkpoints and result."""
 
     phase: Phase | None = Field(
         default=None,
@@ -403,7 +425,8 @@ class TrainingRunStatus(Model):
     conditions: list[Condition] = condition_list_field(
         "Running, Suspended, EarlyStopped (stopped by its Experiment's early-stopping rule), Succeeded "
         "and Failed, with reasons naming the cause; StorageAvailable (False with reason StorageUnavailable "
-        "while the runner's checkpoint uploads fail, True once they succeed)."
+        "while the runner's checkpoint uploads fail, True once they succeed); Idle (True with reason NoProgress "
+        "while a Running run reports no new timesteps for longer than the operator's idle threshold)."
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status was computed for."
@@ -430,6 +453,11 @@ class TrainingRunStatus(Model):
         description="Seconds of training left at the runner's recent throughput: (totalTimesteps - timesteps) / "
         "stepsPerSecond from status.progress, computed by the operator; 0 once Succeeded, absent while unknown "
         "(no throughput yet, Pending, Suspended, Failed).",
+    )
+    cost: Cost | None = Field(
+        default=None,
+        description="CPU-seconds and GPU-seconds the run's pods held (requested x time, every attempt) and "
+        "used (measured by the runner), computed by the operator.",
     )
 
 
@@ -485,6 +513,8 @@ TRAINING_RUN = ResourceKind(
         PrinterColumn("Reason", "string", ".status.reason", "Cause of the phase.", priority=1),
         PrinterColumn("Steps", "integer", ".status.progress.timesteps", "Timesteps.", priority=1),
         PrinterColumn("Steps/s", "number", ".status.progress.stepsPerSecond", "Throughput.", priority=1),
+        PrinterColumn("CPU-s", "number", ".status.cost.cpuSeconds", "Requested CPU-seconds so far.", priority=1),
+        PrinterColumn("GPU-s", "number", ".status.cost.gpuSeconds", "Requested GPU-seconds so far.", priority=1),
         PrinterColumn(
             "ETA(s)",
             "integer",

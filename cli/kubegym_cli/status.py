@@ -84,6 +84,20 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def cost_line(status: Obj) -> str | None:
+    """``cost: 1,234.5 CPU-s requested (…used), 0 GPU-s, 2 pods`` from ``status.cost``; None without one."""
+    cost = status.get("cost") or {}
+    if not cost:
+        return None
+    used = cost.get("measuredCpuSeconds")
+    utilisation = cost.get("cpuUtilization")
+    measured = f" ({_num(used, 1)} used" + (f", {utilisation:.0%} of the request" if utilisation else "") + ")"
+    return (
+        f"cost: {_num(cost.get('cpuSeconds'), 1)} CPU-s requested{measured if used is not None else ''}, "
+        f"{_num(cost.get('gpuSeconds'), 1)} GPU-s, {_num(cost.get('pods'))} pod(s)"
+    )
+
+
 def _headline(kind: str, obj: Obj) -> str:
     meta, st = obj.get("metadata") or {}, obj.get("status") or {}
     phase = st.get("phase") or "Pending"
@@ -100,6 +114,9 @@ def render_run(run: Obj) -> str:
     lines = [f"{_headline('TrainingRun', run)}  {what}"]
     if st.get("phase") in ("Failed", "Suspended") and st.get("message"):
         lines.append(f"  {st['message']}")
+    idle = next((c for c in st.get("conditions") or [] if c.get("type") == "Idle" and c.get("status") == "True"), None)
+    if idle and st.get("phase") == "Running":
+        lines.append(f"  Idle: {idle.get('message')}")
     total = progress.get("totalTimesteps") or spec.get("totalTimesteps")
     done = progress.get("timesteps") or 0
     fraction = float(progress.get("fraction") or (done / total if total else 0.0))
@@ -138,6 +155,9 @@ def render_run(run: Obj) -> str:
             f"result: {_num(result.get('meanReward'))} +/- {_num(result.get('stdReward'))} over "
             f"{_num(result.get('episodes'))} episodes; model {result.get('modelUri') or '-'}"
         )
+    cost = cost_line(st)
+    if cost:
+        lines.append(cost)
     return "\n".join(lines)
 
 
@@ -156,6 +176,9 @@ def render_experiment(exp: Obj) -> str:
             f"{progress_bar(trained / planned)} {min(100, int(100 * trained / planned)):3d}%  "
             f"{_num(trained)}/{_num(planned)} steps over all runs"
         )
+    cost = cost_line(st)
+    if cost:
+        lines.append(f"{cost} over all runs")
     runs = st.get("runs") or []
     if runs:
         rows = [["RUN", "CONFIG", "SEED", "STATE", "STEPS", "LAST EVAL", "FINAL", "MESSAGE"]]

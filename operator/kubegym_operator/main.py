@@ -31,6 +31,7 @@ import kopf
 from kubegym_operator import leadership, metrics
 from kubegym_operator.credentials import Issuer
 from kubegym_operator.settings import (
+    RESYNC_SECONDS,
     LeaderElection,
     Settings,
     SettingsError,
@@ -42,7 +43,6 @@ from kubegym_operator.state import STATE
 from kubegym_operator.sts import StsClient
 from kubegym_operator.workqueue import REQUESTS
 
-RESYNC_SECONDS = 30.0
 #: Threads that reconcile what the handlers queue (the reconciles wait on the API server, not the CPU).
 RECONCILE_WORKERS = 8
 

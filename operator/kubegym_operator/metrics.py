@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -49,6 +49,7 @@ from prometheus_client.registry import Collector
 
 from kubegym_api.status import Phase
 from kubegym_operator.apierrors import ApiError
+from kubegym_operator.builders.idle import IDLE_CONDITION, last_progress
 from kubegym_operator.builders.status import Event, parse_time
 
 log = logging.getLogger("kubegym.metrics")
@@ -224,15 +225,19 @@ def job_started(kind: str, job: Obj | None, previous: Obj, status: Obj) -> None:
 
 @dataclass(frozen=True)
 class Family:
-    """A gauge family computed from the live objects; ``labels`` in exposition order."""
+    """A family computed from the live objects; ``labels`` in exposition order. A ``counter`` is
+    a figure of the object's status that only grows (its cost): exported as ``<name>_total``, its
+    value survives an operator restart because the status holds it."""
 
     name: str
     documentation: str
     labels: tuple[str, ...]
+    type: Literal["gauge", "counter"] = "gauge"
 
 
 _RUN = ("namespace", "name")
-#: Every per-object gauge; docs/observability.md lists the same.
+_OWNER = ("kind", "namespace", "name")
+#: Every per-object family; docs/observability.md lists the same.
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -266,6 +271,31 @@ FAMILIES: dict[str, Family] = {
             "Unix time of the latest sign of progress: the runner's last progress report or the run's "
             "latest transition to Running, whichever is later.",
             _RUN,
+        ),
+        Family(
+            "kubegym_trainingrun_idle",
+            "1 while a Running run has the condition Idle (no new timesteps past the operator's threshold).",
+            _RUN,
+        ),
+        Family("kubegym_trainingrun_requested_gpus", "GPUs the run's current (or last) runner pod requested.", _RUN),
+        Family(
+            "kubegym_cpu_seconds",
+            "Requested CPU cores x seconds the resource's pods ran (status.cost.cpuSeconds; an Experiment's "
+            "is the sum of its runs').",
+            _OWNER,
+            "counter",
+        ),
+        Family(
+            "kubegym_gpu_seconds",
+            "Requested GPUs x seconds the resource's pods ran (status.cost.gpuSeconds).",
+            _OWNER,
+            "counter",
+        ),
+        Family(
+            "kubegym_measured_cpu_seconds",
+            "CPU time the runners measured of their own process trees (status.cost.measuredCpuSeconds).",
+            _OWNER,
+            "counter",
         ),
         Family(
             "kubegym_benchmark_score",
@@ -325,14 +355,9 @@ class _Samples:
             self.out.append(Sample(family, labels, number))
 
 
-def _last_progress(status: Obj, progress: Obj) -> float | None:
-    moments = [parse_time(progress.get("updateTime"))]
-    if status.get("phase") == Phase.Running.value:
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == "Running" and cond.get("status") == "True":
-                moments.append(parse_time(cond.get("lastTransitionTime")))
-    known = [m.timestamp() for m in moments if m is not None]
-    return max(known) if known else None
+def _last_progress(status: Obj) -> float | None:
+    moment = last_progress(status)
+    return moment.timestamp() if moment is not None else None
 
 
 def _trainingrun(s: _Samples, spec: Obj, status: Obj) -> None:
@@ -351,7 +376,13 @@ def _trainingrun(s: _Samples, spec: Obj, status: Obj) -> None:
     checkpoints = status.get("checkpoints") or {}
     s.add("kubegym_trainingrun_checkpoints", checkpoints.get("count"))
     s.add("kubegym_trainingrun_checkpoint_timesteps", checkpoints.get("latestStep"))
-    s.add("kubegym_trainingrun_last_progress_timestamp_seconds", _last_progress(status, progress))
+    s.add("kubegym_trainingrun_last_progress_timestamp_seconds", _last_progress(status))
+    idle = any(c.get("type") == IDLE_CONDITION and c.get("status") == "True" for c in status.get("conditions") or [])
+    if status.get("phase") == Phase.Running.value:
+        s.add("kubegym_trainingrun_idle", 1 if idle else 0)
+    attempts = (status.get("cost") or {}).get("attempts") or []
+    if attempts:
+        s.add("kubegym_trainingrun_requested_gpus", attempts[-1].get("gpu", 0))
 
 
 #: Benchmark ranking statistic → the field of a results entry that holds it.
@@ -420,6 +451,15 @@ def object_samples(kind: str, obj: Obj) -> tuple[Sample, ...]:
     s.out.append(
         Sample("kubegym_object_status", (kind, *s.key, phase_of(obj), reason_label(reason) if reason else ""), 1)
     )
+    cost = status.get("cost") or {}
+    for family, field in (
+        ("kubegym_cpu_seconds", "cpuSeconds"),
+        ("kubegym_gpu_seconds", "gpuSeconds"),
+        ("kubegym_measured_cpu_seconds", "measuredCpuSeconds"),
+    ):
+        value = _number(cost.get(field))
+        if value is not None:
+            s.out.append(Sample(family, (kind, *s.key), value))
     if kind == "TrainingRun":
         _trainingrun(s, spec, status)
     elif kind == "Benchmark":
@@ -532,8 +572,11 @@ class ObjectMetrics(Collector):
         for namespace, total in sorted(trained.items()):
             steps.add_metric([namespace], total)
         yield steps
-        families = {
-            name: GaugeMetricFamily(name, f.documentation, labels=list(f.labels)) for name, f in FAMILIES.items()
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            name: (CounterMetricFamily if f.type == "counter" else GaugeMetricFamily)(
+                name, f.documentation, labels=list(f.labels)
+            )
+            for name, f in FAMILIES.items()
         }
         for _, entry in sorted(entries, key=lambda item: item[0]):
             for sample in entry.samples:

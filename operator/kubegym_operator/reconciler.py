@@ -16,7 +16,8 @@ depends on the clock. :func:`reconcile` is the one sequence they share:
    refresh its pod's credentials when a third of their lifetime is left, delete it to have it
    recreated, stop it (the owner failed for good), fail the owner (a spec that cannot work), or
    nothing (a finished owner never gets a Job again);
-4. write the status only when it changed — the changed top-level fields in one merge patch, the
+4. add what the owner's pods cost (:mod:`kubegym_operator.builders.cost`, the same rules for every kind);
+5. write the status only when it changed — the changed top-level fields in one merge patch, the
    transition's Events first.
 
 Level-triggered: whatever event woke it, a reconcile acts on what it reads, so a missed or
@@ -37,6 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import credentials, metrics
 from kubegym_operator.apierrors import ApiError
+from kubegym_operator.builders.cost import cost_status
 from kubegym_operator.builders.credentials import StorageAccess, refresh_due
 from kubegym_operator.builders.job import JobUpdate, RenderError
 from kubegym_operator.builders.status import Event, StatusUpdate
@@ -244,6 +246,9 @@ def _converge(
             job = refresh_credentials(api, owner, live, lambda: adapter.storage_access(api, owner, live), issuer, now)
     pods = api.pods_of_job(namespace, job["metadata"]["name"]) if job is not None else []
     update = adapter.status(owner, job, pods, now=now(), plan=plan)
+    cost = cost_status(owner.get("status") or {}, pods, now())
+    if cost is not None:
+        update.status["cost"] = cost
     metrics.job_started(kind, job, owner.get("status") or {}, update.status)
     if update.stop_job and job is not None and not deleting(job):
         log.info("%s %s/%s failed for good; stopping its Job", kind, namespace, name)
@@ -389,7 +394,7 @@ def write_status(
     if not changed:
         return None
     try:
-        api.merge_patch_status(owner, changed)
+        api.merge_patch_status(owner, {key: replacing(previous.get(key), value) for key, value in changed.items()})
     except ApiError as e:
         if e.status != 404:
             raise
@@ -398,6 +403,18 @@ def write_status(
         log.info("%s %s/%s was deleted meanwhile; status not written", kind, meta.get("namespace"), meta.get("name"))
         return None
     return changed
+
+
+def replacing(before: Any, after: Any) -> Any:
+    """The JSON merge patch that turns ``before`` into ``after``: ``after`` itself, with ``None``
+    (delete) for every key of a nested object that ``after`` no longer has — a merge patch keeps
+    the keys it does not mention, so a field a status stops carrying (``cost.asOf`` once no pod
+    runs) would otherwise stay forever, and the next reconcile would find a difference again."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return after
+    patch = {key: replacing(before.get(key), value) for key, value in after.items()}
+    patch.update({key: None for key in before if key not in after})
+    return patch
 
 
 # --- small predicates -----------------------------------------------------------------------

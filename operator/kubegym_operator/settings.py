@@ -33,6 +33,11 @@ DEFAULT_RUNNER_IMAGE = "ghcr.io/kubegym/kubegym-runner:0.1.0"
 DEFAULT_GPU_TOLERATIONS = (Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),)
 
 
+#: Seconds between two passes of the periodic resync (``main.start_resync``): it reconciles what only
+#: the clock moves on (grace periods, idle runs) and what failed to reconcile.
+RESYNC_SECONDS = 30.0
+
+
 class StorageCredentials(enum.StrEnum):
     """How runner pods of the default storage get S3 credentials."""
 
@@ -81,6 +86,8 @@ class Settings(BaseModel):
     pending_error_grace_seconds: int = Field(default=300, ge=0)
     #: Minimum seconds between two progress writes of a runner.
     progress_interval_seconds: float = Field(default=10.0, ge=1.0)
+    #: Seconds a Running run may report no new timesteps before it is flagged Idle (builders.idle).
+    idle_after_seconds: int = Field(default=600, ge=10)
 
     @model_validator(mode="after")
     def _storage_credentials_are_consistent(self) -> Settings:
@@ -131,6 +138,7 @@ ENV_VARS: Mapping[str, str] = {
     "KUBEGYM_TERMINATION_GRACE_PERIOD_SECONDS": "termination_grace_period_seconds",
     "KUBEGYM_PENDING_ERROR_GRACE_SECONDS": "pending_error_grace_seconds",
     "KUBEGYM_PROGRESS_INTERVAL_SECONDS": "progress_interval_seconds",
+    "KUBEGYM_IDLE_AFTER_SECONDS": "idle_after_seconds",
     "KUBEGYM_STORAGE_CREDENTIALS": "storage_credentials",
     "KUBEGYM_STORAGE_CREDENTIALS_DURATION_SECONDS": "storage_credentials_duration_seconds",
     "KUBEGYM_STORAGE_STS_ENDPOINT": "storage_sts_endpoint",

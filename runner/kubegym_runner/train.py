@@ -85,6 +85,7 @@ from kubegym_runner.safeload import load_algorithm, load_replay_buffer
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
 from kubegym_runner.uploads import Uploader
+from kubegym_runner.usage import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ class Trainer:
         self.curves = Curves.for_run(self.uploader, self.layout.root, workdir)
         self.storage_report = StorageReport()
         self.compute: ComputeStatus | None = None
+        self.usage = UsageMeter()
 
     @property
     def model(self) -> BaseAlgorithm:
@@ -580,6 +582,7 @@ class Trainer:
             resumed_from_step=self.resumed_from_step,
             compute=self.compute,
             storage=self.storage_report.status(self.uploader.health()),
+            usage=self.usage.measure(),
         )
 
 

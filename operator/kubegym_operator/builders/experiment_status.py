@@ -28,6 +28,7 @@ from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_operator.builders import status as run_status
 from kubegym_operator.builders.artifacts import recorded_location
+from kubegym_operator.builders.cost import sum_costs
 from kubegym_operator.builders.earlystopping import StopDecision, median_stopping
 from kubegym_operator.builders.experiment import Plan, PlanError, PlannedRun
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for, format_time
@@ -83,6 +84,8 @@ class ChildView:
     last_evaluation: float | None = None
     final_reward: float | None = None
     latest_checkpoint: str | None = None
+    #: Its ``status.cost`` as the API shows it (summed into the Experiment's).
+    cost: Mapping[str, Any] | None = None
 
 
 def _int(value: Any) -> int | None:
@@ -119,6 +122,7 @@ def view(child: Obj) -> ChildView:
         last_evaluation=_float((progress.get("lastEvaluation") or {}).get("meanReward")),
         final_reward=_float((st.get("result") or {}).get("meanReward")),
         latest_checkpoint=_own_checkpoint(child),
+        cost=st.get("cost") if isinstance(st.get("cost"), Mapping) else None,
     )
 
 
@@ -570,6 +574,7 @@ def _run_fields(
     budget: dict[str, Any] = {"trainedTimesteps": trained, "savedTimesteps": saved}
     if planned is not None:
         budget["totalTimesteps"] = planned
+    cost = sum_costs([child.cost for child in children.values() if child.cost is not None])
     return {
         "completions": f"{done}/{total}",
         "counts": {
@@ -588,4 +593,5 @@ def _run_fields(
         ],
         "runs": runs,
         "budget": budget,
+        **({"cost": cost.model_dump(mode="json", by_alias=True, exclude_none=True)} if cost is not None else {}),
     }

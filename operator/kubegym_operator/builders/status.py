@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from kubegym_api.finalreport import FinalReport, parse_final_report
 from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_api.storage import S3Storage
 from kubegym_operator.builders.artifacts import artifacts_status, recorded_location
+from kubegym_operator.builders.idle import IDLE_CONDITION, Idleness, IdleReason, idleness
 from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL, RenderError, parse_spec, storage_of
 from kubegym_operator.builders.naming import training_job_name
 from kubegym_operator.settings import Settings
@@ -157,17 +158,19 @@ class StatusUpdate:
     image or configuration error): delete the Job (propagation Background).
     ``event``: the transition to record, if phase or reason changed.
     ``storage_event``: the StorageAvailable condition flipped (storage failing, or back).
+    ``idle_event``: the Idle condition flipped (no progress, or progress again).
     """
 
     status: dict[str, Any]
     stop_job: bool = False
     event: Event | None = None
     storage_event: Event | None = None
+    idle_event: Event | None = None
 
     @property
     def events(self) -> list[Event]:
         """Every Event to record, in order."""
-        return [e for e in (self.event, self.storage_event) if e is not None]
+        return [e for e in (self.idle_event, self.event, self.storage_event) if e is not None]
 
 
 def format_time(moment: datetime) -> str:
@@ -799,6 +802,11 @@ def _compute_status(
 
     grace = timedelta(seconds=settings.pending_error_grace_seconds)
     verdict = verdict_of(run, job, pods, now=now, grace=grace)
+    idle = None
+    if verdict.phase == Phase.Running.value:
+        idle = idleness(run, pods, now=now, flag_after=settings.idle_after_seconds)
+        if idle is not None and idle.timed_out:
+            verdict = Verdict(Phase.Failed.value, IdleReason.IDLE_TIMEOUT, idle.message, stop_job=True)
     recovered = recover_result(previous, pods) if verdict.phase == Phase.Succeeded.value else {}
     if recovered:
         verdict = Verdict(verdict.phase, verdict.reason, f"{verdict.message}; {RECOVERED_NOTE}", verdict.stop_job)
@@ -807,7 +815,32 @@ def _compute_status(
     update.status["estimatedRemainingSeconds"] = estimated_remaining_seconds(
         verdict.phase, recovered.get("progress") or previous.get("progress"), previous.get("estimatedRemainingSeconds")
     )
-    return _with_storage(update, previous, now=now, generation=generation)
+    update = _with_storage(update, previous, now=now, generation=generation)
+    return _with_idle(update, previous, idle, running=verdict.phase == Phase.Running.value, now=now)
+
+
+def _with_idle(
+    update: StatusUpdate, previous: Obj, idle: Idleness | None, *, running: bool, now: datetime
+) -> StatusUpdate:
+    """``update`` with the Idle condition (:mod:`kubegym_operator.builders.idle`): True while the run
+    trains nothing past the threshold (and when it failed for it), False once it has been True and
+    is not any more; and an Event at each flip."""
+    before = {str(c.get("type")): c for c in previous.get("conditions") or []}
+    was = (before.get(IDLE_CONDITION) or {}).get("status")
+    generation = update.status.get("observedGeneration")
+    if idle is not None and idle.flagged:
+        cond = condition(IDLE_CONDITION, True, IdleReason.NO_PROGRESS, idle.message, before, now, generation)
+        event = Event("Warning", IdleReason.NO_PROGRESS, idle.message) if was != "True" else None
+    elif was is not None:
+        message = "timesteps advance" if running else "the run is not running"
+        cond = condition(IDLE_CONDITION, False, IdleReason.PROGRESSING, message, before, now, generation)
+        event = Event("Normal", IdleReason.PROGRESSING, f"{message} again") if was == "True" else None
+    else:
+        return update
+    status = dict(update.status)
+    others = [c for c in status.get("conditions") or [] if c.get("type") != IDLE_CONDITION]
+    status["conditions"] = [*others, cond]
+    return replace(update, status=status, idle_event=event)
 
 
 def failed_status(run: Obj, reason: str, message: str, *, now: datetime) -> StatusUpdate:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from kubegym_api.status import Phase
 from kubegym_operator.builders.credentials import StorageAccess, access_of
+from kubegym_operator.builders.idle import idle_due
 from kubegym_operator.builders.job import (
     JobUpdate,
     RenderError,
@@ -33,8 +34,8 @@ from kubegym_operator.builders.rbac import render_runner_rbac
 from kubegym_operator.builders.status import GRACE_LIMITED_REASONS, StatusUpdate, compute_status, failed_status
 from kubegym_operator.clusterapi import ClusterAPI
 from kubegym_operator.kubeapi import Obj
-from kubegym_operator.reconciler import JobPlan
-from kubegym_operator.settings import Settings
+from kubegym_operator.reconciler import JobPlan, utc_now
+from kubegym_operator.settings import RESYNC_SECONDS, Settings
 from kubegym_operator.watched import Kind
 
 
@@ -95,4 +96,6 @@ class TrainingRunJobs:
         return None
 
     def clock_dependent(self, api: ClusterAPI, owner: Obj) -> bool:
-        return waits_out_a_grace_period(owner)
+        return waits_out_a_grace_period(owner) or idle_due(
+            owner, now=utc_now(), flag_after=self.settings.idle_after_seconds, resync_seconds=RESYNC_SECONDS
+        )

@@ -11,6 +11,7 @@ from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
 from tests.integration.benchmark.support import kubectl_gym
 from tests.integration.experiment.support import experiment, status
+from tests.integration.trainingrun.support import status as run_status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -37,6 +38,22 @@ def test_seeds_only_experiment_and_kubectl_gym_report(
     (result,) = st["results"]
     assert result["configuration"] == "c0" and result["runs"] == 2
     assert st["best"]["summary"] == "template"
+    # Its cost is the sum of its runs' (each counted from its own pod by the operator).
+    runs = [f"{NAME}-c0-s0", f"{NAME}-c0-s1"]
+
+    def summed() -> bool:
+        costs = [run_status(kube, namespace, run).get("cost") or {} for run in runs]
+        total = status(kube, namespace, NAME).get("cost") or {}
+        return all(c.get("cpuSeconds") and not c.get("asOf") for c in costs) and total == {
+            "cpuSeconds": round(sum(c["cpuSeconds"] for c in costs), 1),
+            "gpuSeconds": 0,
+            "measuredCpuSeconds": round(sum(c["measuredCpuSeconds"] for c in costs), 1),
+            "pods": 2,
+        }
+
+    wait_until(summed, 120, "the Experiment's cost to sum its runs'", interval=2,
+               describe=lambda: json.dumps([status(kube, namespace, NAME).get("cost")]
+                                           + [run_status(kube, namespace, r).get("cost") for r in runs]))  # fmt: skip
 
     env = {k: v for k, v in cluster.storage_env().items() if k.startswith("AWS_")}
     out = tmp_path / "report"

@@ -57,7 +57,7 @@ import pytest
 from kubegym_localcluster.kube import ApiError, Kube
 from kubegym_operator.builders.credentials import credentials_secret_name
 from kubegym_operator.builders.naming import runner_identity_name, training_job_name
-from kubegym_operator.main import RESYNC_SECONDS
+from kubegym_operator.settings import RESYNC_SECONDS
 from tests.conftest import OperatorProcess
 from tests.integration.trainingrun.support import TR, training_run
 from tests.support.wait import wait_until

@@ -286,3 +286,29 @@ def test_the_commands_parse() -> None:
     assert args.watch and args.interval == 5.0
     assert not parser.parse_args(["status", "x"]).watch
     assert parser.parse_args(["download", "r", "--dir", "d"]).dir == "d"
+
+
+@pytest.mark.parametrize(
+    ("cost", "line"),
+    [
+        (None, None),
+        (
+            {"cpuSeconds": 1234.5, "gpuSeconds": 0.0, "measuredCpuSeconds": 987.6, "cpuUtilization": 0.8, "pods": 2},
+            "cost: 1,234.5 CPU-s requested (987.6 used, 80% of the request), 0.0 GPU-s, 2 pod(s)",
+        ),
+        ({"cpuSeconds": 60.0, "gpuSeconds": 60.0, "pods": 1}, "cost: 60.0 CPU-s requested, 60.0 GPU-s, 1 pod(s)"),
+    ],
+)
+def test_the_run_view_says_what_it_cost(cost: Obj | None, line: str | None) -> None:
+    run: Obj = {**RUN, "status": {**RUN["status"], **({"cost": cost} if cost else {})}}
+    text = status.render_run(run)
+    if line is None:
+        assert "cost:" not in text
+    else:
+        assert text.splitlines()[-1] == line
+
+
+def test_the_run_view_says_when_it_is_idle() -> None:
+    idle = {"type": "Idle", "status": "True", "reason": "NoProgress", "message": "no new timesteps for 700 s"}
+    text = status.render_run({**RUN, "status": {**RUN["status"], "conditions": [idle]}})
+    assert text.splitlines()[1] == "  Idle: no new timesteps for 700 s"

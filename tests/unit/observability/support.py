@@ -43,6 +43,23 @@ TRAINING_RUN: dict[str, Any] = {
         },
         "checkpoints": {"latestStep": 4096, "count": 2},
         "result": {"meanReward": 120.0},
+        "cost": {"cpuSeconds": 300.0, "gpuSeconds": 0.0, "measuredCpuSeconds": 251.5, "pods": 1},
+    },
+}
+#: Running, holding a GPU, and flagged Idle.
+IDLE_RUN: dict[str, Any] = {
+    "metadata": {"name": "stuck", "namespace": "research"},
+    "spec": {"algorithm": "PPO", "environment": {"id": "CartPole-v1"}, "totalTimesteps": 4096},
+    "status": {
+        "phase": "Running",
+        "conditions": [{"type": "Idle", "status": "True", "reason": "NoProgress"}],
+        "progress": {"timesteps": 1024, "updateTime": "2026-03-01T12:04:59Z"},
+        "cost": {
+            "cpuSeconds": 60.0,
+            "gpuSeconds": 60.0,
+            "pods": 1,
+            "attempts": [{"pod": "stuck-train-1", "cpu": 1.0, "gpu": 1, "startTime": "2026-03-01T12:04:00Z"}],
+        },
     },
 }
 BENCHMARK: dict[str, Any] = {
@@ -63,11 +80,17 @@ BENCHMARK: dict[str, Any] = {
             }
         ],
         "ranking": {"statistic": "IQM", "models": [{"rank": 1, "model": "strong", "score": 500.0}]},
+        "cost": {"cpuSeconds": 12.0, "gpuSeconds": 0.0, "pods": 1},
     },
 }
 EXPERIMENT: dict[str, Any] = {
     "metadata": {"name": "study", "namespace": "research"},
-    "status": {"phase": "Running", "counts": {"running": 2, "succeeded": 1}, "best": {"score": 321.0}},
+    "status": {
+        "phase": "Running",
+        "counts": {"running": 2, "succeeded": 1},
+        "best": {"score": 321.0},
+        "cost": {"cpuSeconds": 900.0, "gpuSeconds": 0.0, "measuredCpuSeconds": 700.0, "pods": 3},
+    },
 }
 
 
@@ -78,6 +101,7 @@ def populated() -> Iterator[None]:
     more["status"]["progress"] = {**TRAINING_RUN["status"]["progress"], "timesteps": 2048}
     metrics.OBJECTS.observe("TrainingRun", None, more)
     metrics.OBJECTS.observe("TrainingRun", "MODIFIED", TRAINING_RUN)
+    metrics.OBJECTS.observe("TrainingRun", None, IDLE_RUN)
     metrics.OBJECTS.observe("Benchmark", None, BENCHMARK)
     metrics.OBJECTS.observe("Experiment", None, EXPERIMENT)
     try:

@@ -17,7 +17,7 @@ from tests.support.helm import CHART, Helm, container_env, find
 from tests.unit.observability.support import DOCS, populated, promtool
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
-ALERTS = {"KubegymRunFailed", "KubegymRunStalled", "KubegymOperatorDown", "KubegymReconcileErrors"}
+ALERTS = {"KubegymRunFailed", "KubegymRunStalled", "KubegymGpuIdle", "KubegymOperatorDown", "KubegymReconcileErrors"}
 ALL_ON = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
 METRIC = re.compile(r"\b((?:kubegym|process|python)_[a-z0-9_]+)\b")
 
@@ -218,6 +218,23 @@ def test_alerts_fire_on_synthetic_series_exactly_when_they_should(helm: Helm, tm
                         "series": f'kubegym_object_status{{{run}, name="broken", phase="Failed", reason="UserError"}}',
                         "values": "_ _ 1x18",
                     },
+                    # Flagged Idle from t=60s, holding a GPU: alerts. Idle on CPU only: does not.
+                    {
+                        "series": f'kubegym_trainingrun_idle{{job="{JOB}", namespace="team", name="gpu-idle"}}',
+                        "values": "0 0 1x18",
+                    },
+                    {
+                        "series": f'kubegym_trainingrun_requested_gpus{{job="{JOB}", namespace="team", name="gpu-idle"}}',
+                        "values": "1x20",
+                    },
+                    {
+                        "series": f'kubegym_trainingrun_idle{{job="{JOB}", namespace="team", name="cpu-idle"}}',
+                        "values": "1x20",
+                    },
+                    {
+                        "series": f'kubegym_trainingrun_requested_gpus{{job="{JOB}", namespace="team", name="cpu-idle"}}',
+                        "values": "0x20",
+                    },
                     {"series": f"up{{{operator}}}", "values": "1 1 1 1 0 0 0 0 0 0"},
                     # TrainingRun reconciles fail every 30 s; one Benchmark blip at t=30s, which leaves
                     # the 10-minute window before reconcileErrorsFor (12m) has passed.
@@ -243,6 +260,29 @@ def test_alerts_fire_on_synthetic_series_exactly_when_they_should(helm: Helm, tm
                                     "description": "The run is Running but its runner has reported no new timesteps "
                                     "for 2m 30s: a hung environment, a stuck storage upload or a frozen process.",
                                     "runbook_url": "https://docs.example.com/observability#kubegymrunstalled",
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "30s", "alertname": "KubegymGpuIdle", "exp_alerts": []},
+                    {
+                        "eval_time": "90s",
+                        "alertname": "KubegymGpuIdle",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "job": JOB,
+                                    "namespace": "team",
+                                    "name": "gpu-idle",
+                                    "severity": "warning",
+                                },
+                                "exp_annotations": {
+                                    "summary": "TrainingRun team/gpu-idle holds a GPU and trains nothing",
+                                    "description": "The run has the condition Idle: its runner reported no new "
+                                    "timesteps for longer than the operator's idle threshold while its pod holds a "
+                                    "GPU. kubectl -n team describe trainingrun gpu-idle says since when; "
+                                    "runPolicy.idleTimeoutSeconds stops such a run by itself.",
+                                    "runbook_url": "https://docs.example.com/observability#kubegymgpuidle",
                                 },
                             }
                         ],
