@@ -499,6 +499,13 @@ class ExperimentStatus(Model):
     cost: CostTotals | None = Field(
         default=None, description="The sum of its runs' status.cost: CPU-seconds and GPU-seconds held and used."
     )
+    estimated_remaining_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds of training left: the timesteps its runs have left (planned, less trained, less "
+        "what early stopping saved) over the summed throughput of the runs training now; the final Benchmark "
+        "and report are not in it. 0 once Succeeded, absent while unknown.",
+    )
     benchmark: StageStatus | None = Field(default=None, description="The final Benchmark, if any.")
     report_job: str | None = Field(default=None, description="Name of the report Job.")
     results: list[ConfigurationResult] = Field(
@@ -528,6 +535,9 @@ EXPERIMENT = ResourceKind(
         PrinterColumn("Score", "number", ".status.best.score", "Best configuration's score (IQM across seeds)."),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
         PrinterColumn("Reason", "string", ".status.reason", "Cause of the phase.", priority=1),
+        PrinterColumn(
+            "ETA(s)", "integer", ".status.estimatedRemainingSeconds", "Seconds of training left.", priority=1
+        ),
         PrinterColumn("Config", "string", ".status.best.configuration", "Best configuration id.", priority=1),
         PrinterColumn("CI-Low", "number", ".status.best.ciLower", "Lower end of the best score's CI.", priority=1),
         PrinterColumn("CI-High", "number", ".status.best.ciUpper", "Upper end of the best score's CI.", priority=1),

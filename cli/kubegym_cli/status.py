@@ -175,6 +175,7 @@ def render_experiment(exp: Obj) -> str:
         lines.append(
             f"{progress_bar(trained / planned)} {min(100, int(100 * trained / planned)):3d}%  "
             f"{_num(trained)}/{_num(planned)} steps over all runs"
+            + (f"  ETA {format_duration(eta_seconds(st))}" if "estimatedRemainingSeconds" in st else "")
         )
     cost = cost_line(st)
     if cost:

@@ -17,7 +17,7 @@ The Experiment's children have their ``spec.suspend`` managed by it: the Experim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -84,6 +84,8 @@ class ChildView:
     last_evaluation: float | None = None
     final_reward: float | None = None
     latest_checkpoint: str | None = None
+    #: Its recent throughput (``status.progress.stepsPerSecond``).
+    steps_per_second: float | None = None
     #: Its ``status.cost`` as the API shows it (summed into the Experiment's).
     cost: Mapping[str, Any] | None = None
 
@@ -122,6 +124,7 @@ def view(child: Obj) -> ChildView:
         last_evaluation=_float((progress.get("lastEvaluation") or {}).get("meanReward")),
         final_reward=_float((st.get("result") or {}).get("meanReward")),
         latest_checkpoint=_own_checkpoint(child),
+        steps_per_second=_float(progress.get("stepsPerSecond")),
         cost=st.get("cost") if isinstance(st.get("cost"), Mapping) else None,
     )
 
@@ -355,6 +358,9 @@ def decide(
     actions.status = _status(exp, verdict, now=now)
     actions.status.update(stage)
     actions.status.update(_run_fields(plan, phases, children, broken, stopping, counts, done, total))
+    actions.status["estimatedRemainingSeconds"] = experiment_remaining_seconds(
+        verdict.phase, actions.status.get("budget") or {}, children.values(), previous.get("estimatedRemainingSeconds")
+    )
     if children or actions.create_runs:
         actions.status["startTime"] = previous.get("startTime") or format_time(now)
     actions.events = _events(previous, verdict)
@@ -523,6 +529,22 @@ def _status(exp: Obj, verdict: Verdict, *, now: datetime) -> dict[str, Any]:
 def _events(previous: Obj, verdict: Verdict) -> list[Event]:
     event = _transition(previous, verdict)
     return [event] if event is not None else []
+
+
+def experiment_remaining_seconds(
+    phase: str, budget: Obj, children: Iterable[ChildView], previous: Any = None
+) -> int | None:
+    """``status.estimatedRemainingSeconds`` of an Experiment: the timesteps its runs have left to
+    train (planned, less trained, less what early stopping saved) over the summed throughput of
+    the runs training now — the same rule, rounding and tolerance as a TrainingRun's
+    (:func:`~kubegym_operator.builders.status.estimated_remaining_seconds`). The final Benchmark
+    and the report are not in it. 0 once Succeeded; None while no run reports a throughput."""
+    rate = sum(c.steps_per_second or 0.0 for c in children if c.phase == Phase.Running.value)
+    planned = budget.get("totalTimesteps")
+    progress: dict[str, Any] = {"timesteps": budget.get("trainedTimesteps") or 0, "stepsPerSecond": rate}
+    if isinstance(planned, int):
+        progress["totalTimesteps"] = max(0, planned - int(budget.get("savedTimesteps") or 0))
+    return run_status.estimated_remaining_seconds(phase, progress, previous)
 
 
 def _run_fields(

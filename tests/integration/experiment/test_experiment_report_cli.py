@@ -38,6 +38,7 @@ def test_seeds_only_experiment_and_kubectl_gym_report(
     (result,) = st["results"]
     assert result["configuration"] == "c0" and result["runs"] == 2
     assert st["best"]["summary"] == "template"
+    assert st["estimatedRemainingSeconds"] == 0
     # Its cost is the sum of its runs' (each counted from its own pod by the operator).
     runs = [f"{NAME}-c0-s0", f"{NAME}-c0-s1"]
 

@@ -312,3 +312,15 @@ def test_the_run_view_says_when_it_is_idle() -> None:
     idle = {"type": "Idle", "status": "True", "reason": "NoProgress", "message": "no new timesteps for 700 s"}
     text = status.render_run({**RUN, "status": {**RUN["status"], "conditions": [idle]}})
     assert text.splitlines()[1] == "  Idle: no new timesteps for 700 s"
+
+
+def test_the_experiment_view_has_its_eta_when_the_operator_knows_it() -> None:
+    exp: Obj = {
+        "metadata": {"name": "sweep", "namespace": "research"},
+        "status": {
+            "phase": "Running",
+            "budget": {"totalTimesteps": 300, "trainedTimesteps": 150},
+            "estimatedRemainingSeconds": 75,
+        },
+    }
+    assert f"{status.progress_bar(0.5)}  50%  150/300 steps over all runs  ETA 1m15s" in status.render_experiment(exp)
