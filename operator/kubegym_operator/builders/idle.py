@@ -107,7 +107,9 @@ def idleness(run: Obj, pods: Sequence[Obj], *, now: datetime, flag_after: int) -
     timeout = idle_timeout_of(run)
     steps = (status.get("progress") or {}).get("timesteps")
     at = f" (timestep {steps:,})" if isinstance(steps, int) else ""
-    message = f"no new timesteps for {seconds} s, since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}{at}{_held(pods)}"
+    # No moving figure in the message: a condition whose message changed is a status write, and
+    # that write's watch event another reconcile, for as long as the run stays idle.
+    message = f"no new timesteps since {since.strftime('%Y-%m-%dT%H:%M:%SZ')}{at}{_held(pods)}"
     timed_out = timeout is not None and seconds >= timeout
     if timed_out:
         message += (

@@ -106,7 +106,7 @@ def test_a_frozen_runner_is_flagged_idle_then_stopped_with_its_checkpoints_kept(
         st = status(kube, ns, "frozen")
         idle = condition(st, "Idle")
         assert idle is not None and idle["reason"] == "NoProgress", idle
-        assert idle["message"].startswith("no new timesteps for "), idle
+        assert idle["message"].startswith("no new timesteps since "), idle
         assert "while holding 1 CPU cores" in idle["message"], idle
 
         def failed() -> bool:

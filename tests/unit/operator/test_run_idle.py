@@ -31,11 +31,12 @@ def running_run(
 ) -> tuple[FakeCluster, Obj]:
     """A Running run whose runner last reported ``reported`` seconds ago, its pod started
     ``pod_started`` seconds ago (1 GPU, 2 cores)."""
+    running = {"type": "Running", "status": "True", "reason": "Training", "lastTransitionTime": ago(pod_started)}
     status: Obj = {
         "phase": "Running",
         "reason": "Training",
         "startTime": ago(pod_started),
-        "conditions": conditions or [],
+        "conditions": [running, *(conditions or [])],
     }
     if reported is not None:
         status["progress"] = {"timesteps": 12_288, "totalTimesteps": 100_000, "updateTime": ago(reported)}
@@ -73,9 +74,7 @@ def test_no_report_past_the_threshold_flags_it_with_what_it_holds() -> None:
     assert status["phase"] == "Running"
     cond = idle_condition(status)
     assert cond is not None and (cond["status"], cond["reason"]) == ("True", "NoProgress")
-    assert cond["message"] == (
-        f"no new timesteps for 650 s, since {ago(650)} (timestep 12,288) while holding 1 GPU and 2 CPU cores"
-    )
+    assert cond["message"] == f"no new timesteps since {ago(650)} (timestep 12,288) while holding 1 GPU and 2 CPU cores"
     assert [(e.type, e.reason) for e in cluster.events if e.reason == "NoProgress"] == [("Warning", "NoProgress")]
 
 
@@ -99,7 +98,7 @@ def test_past_the_idle_timeout_the_run_fails_and_its_job_is_stopped() -> None:
     cluster, job = running_run(reported=400, timeout=300)  # not yet past the 600 s threshold, past its timeout
     status = reconcile(cluster)
     assert (status["phase"], status["reason"]) == ("Failed", "IdleTimeout")
-    assert "no new timesteps for 400 s" in status["message"]
+    assert f"no new timesteps since {ago(400)}" in status["message"]
     assert "stopped after runPolicy.idleTimeoutSeconds (300 s); its checkpoints are kept" in status["message"]
     cond = idle_condition(status)
     assert cond is not None and cond["status"] == "True"
@@ -141,3 +140,22 @@ def test_last_progress_is_the_latest_sign() -> None:
         seconds=100
     )
     assert last_progress({}) is None
+
+
+def test_an_idle_run_is_written_once_not_at_every_reconcile() -> None:
+    """The condition carries no moving figure: a reconcile of a run that stays idle writes nothing
+    (else each write's watch event would reconcile and write again, for as long as it stays idle)."""
+    cluster, _ = running_run(reported=650)
+    gate = ReconcileGate()
+    for seconds in (0, 10, 45):
+        cluster.reset_calls()
+        reconciler.reconcile(
+            TrainingRunJobs(SETTINGS),
+            cluster,
+            NAMESPACE,
+            "cartpole",
+            now=lambda s=seconds: NOW + timedelta(seconds=s),  # type: ignore[misc]
+            gate=gate,
+        )
+        if seconds:
+            assert cluster.writes() == [], seconds
