@@ -38,6 +38,7 @@ import urllib3.exceptions
 
 from kubegym_api.runnerconfig import RunRef
 from kubegym_api.storage import MAX_STORAGE_MESSAGE, StorageState, StorageStatus
+from kubegym_api.tracking import TrackingStatus
 from kubegym_api.trainingrun import (
     CheckpointStatus,
     ComputeStatus,
@@ -196,6 +197,7 @@ def make_progress(
     evaluations: Iterable[EvaluationPoint] = (),
     compute: ComputeStatus | None = None,
     storage: StorageStatus | None = None,
+    tracking: TrackingStatus | None = None,
     now: datetime | None = None,
 ) -> TrainingProgress:
     """A ``status.progress`` snapshot; the fraction is clamped (rollouts overshoot the total).
@@ -218,6 +220,7 @@ def make_progress(
         resumed_from_step=resumed_from_step,
         compute=compute,
         storage=storage,
+        tracking=tracking,
         update_time=(now or datetime.now(UTC)).replace(microsecond=0),
     )
 
