@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -238,6 +238,19 @@ def auth_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {}
 
 
+class Api(Protocol):
+    """What :class:`Tracker` calls (:class:`MlflowApi`; tests pass a fake)."""
+
+    def experiment_id(self, name: str) -> str: ...
+    def runs_tagged(self, experiment_id: str, uid: str) -> list[dict[str, Any]]: ...
+    def create_run(self, experiment_id: str, name: str, tags: Mapping[str, str], start_ms: int) -> dict[str, Any]: ...
+    def log_batch(self, body: Mapping[str, Any]) -> None: ...
+    def update_run(self, run_id: str, status: str, end_ms: int | None = None) -> None: ...
+    def set_tag(self, run_id: str, key: str, value: str) -> None: ...
+    def delete_run(self, run_id: str) -> None: ...
+    def upload(self, url: str, path: Path) -> None: ...
+
+
 class MlflowApi:
     """The few MLflow REST calls a run needs. Every error is a :class:`TrackingError`."""
 
@@ -341,7 +354,7 @@ class Tracker:
         self,
         config: MlflowRunConfig,
         params: Mapping[str, str],
-        api: MlflowApi,
+        api: Api,
         *,
         interval: float = LOG_INTERVAL_SECONDS,
         clock: Clock = time.monotonic,

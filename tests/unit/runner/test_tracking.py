@@ -243,7 +243,7 @@ def make(api: FakeApi, clock: Clock, parent: RunIdentity | None = None, interval
         api,
         interval=interval,
         clock=clock,
-        now=lambda: now,  # type: ignore[arg-type]
+        now=lambda: now,
     )
 
 
