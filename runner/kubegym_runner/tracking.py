@@ -159,6 +159,8 @@ class Point:
     value: float
     step: int
     timestamp_ms: int
+    #: Order of recording: what was sent leaves the queue by it, even if older points were dropped meanwhile.
+    seq: int = 0
 
     def body(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "timestamp": self.timestamp_ms, "step": self.step}
@@ -373,6 +375,7 @@ class Tracker:
         self._created_parent: str | None = None
         self._pending: deque[Point] = deque(maxlen=MAX_PENDING_METRICS)
         self._dropped = 0
+        self._seq = 0
         self._lock = threading.Lock()  # guards _pending
         self._busy = threading.Lock()  # one round of requests at a time
         self._stop = threading.Event()
@@ -385,7 +388,13 @@ class Tracker:
     def for_config(cls, config: MlflowRunConfig, params: Mapping[str, str]) -> Tracker:
         """A tracker with the pod's credentials (env) and the interval from the environment."""
         interval = interval_from_env(LOG_INTERVAL_ENV, LOG_INTERVAL_SECONDS)
-        return cls(config, params, MlflowApi(config.tracking_uri, auth_headers()), interval=interval)
+        headers = auth_headers()
+        if config.credentials and not headers:
+            log.warning(
+                "spec.tracking.mlflow.credentialsSecretRef gave neither a token nor a username and password "
+                "(Secret keys token, or username and password): requests go without credentials"
+            )
+        return cls(config, params, MlflowApi(config.tracking_uri, headers), interval=interval)
 
     # --- what training calls (never blocks on the network) ---
 
@@ -396,7 +405,8 @@ class Tracker:
             for key, value in metrics.items():
                 if len(self._pending) == self._pending.maxlen:
                     self._dropped += 1
-                self._pending.append(Point(key, value, int(step), stamp))
+                self._seq += 1
+                self._pending.append(Point(key, value, int(step), stamp, self._seq))
 
     def output(self) -> KVWriter:
         """An output format for SB3's logger that hands every dump to :meth:`record`."""
@@ -540,8 +550,9 @@ class Tracker:
             return
         for body in batches(self.run_id, points):
             self.api.log_batch(body)
+        last = points[-1].seq
         with self._lock:
-            for _ in range(min(len(points), len(self._pending))):
+            while self._pending and self._pending[0].seq <= last:
                 self._pending.popleft()
 
     def _ms(self) -> int:

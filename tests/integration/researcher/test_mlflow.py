@@ -176,3 +176,40 @@ def test_an_unreachable_tracking_server_never_fails_the_run(
     assert cond["status"] == "False" and cond["reason"] == "TrackingUnreachable", cond
     assert "http://127.0.0.1:9" in cond["message"] and "training goes on" in cond["message"], cond
     assert st["progress"]["tracking"]["state"] == "failing", st["progress"]["tracking"]
+
+
+def test_a_server_down_mid_run_is_a_condition_and_the_points_arrive_once_it_is_back(
+    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    ns, name = namespace, "tracked-outage"
+    server = MlflowServer(tmp_path)  # a server of its own, stopped and started again on its port
+    server.start()
+    try:
+        kubectl.apply(tracked(name, server.url, totalTimesteps=40 * ROLLOUT))
+
+        def describe() -> str:
+            return json.dumps(status(kube, ns, name), indent=1)[-2500:]
+
+        def tracking_state() -> str | None:
+            return ((status(kube, ns, name).get("progress") or {}).get("tracking") or {}).get("state")
+
+        wait_until(lambda: tracking_state() == "ok", 300, "the run to reach MLflow", describe=describe)
+        server.stop()
+        wait_until(lambda: tracking_state() == "failing", 120, "the runner to notice the outage", describe=describe)
+        cond = condition(status(kube, ns, name), "TrackingAvailable")
+        assert cond is not None and (cond["status"], cond["reason"]) == ("False", "TrackingUnreachable"), cond
+        assert status(kube, ns, name)["phase"] == "Running"  # training goes on
+        server.start()
+        st = finished(kube, ns, name, operator)
+        assert st["phase"] == "Succeeded", st
+        cond = condition(st, "TrackingAvailable")
+        assert cond is not None and (cond["status"], cond["reason"]) == ("True", "TrackingAvailable"), cond
+
+        uid = get_run(kube, ns, name)["metadata"]["uid"]
+        run = only_run(server, f"{ns}/{name}", uid)
+        assert run["info"]["status"] == "FINISHED", run["info"]
+        steps = [int(p["step"]) for p in server.history(run["info"]["run_id"], "rollout/ep_rew_mean")]
+        # Every rollout's point, those of the outage included (they waited in the runner).
+        assert steps == list(range(ROLLOUT, st["result"]["timesteps"] + 1, ROLLOUT)), steps
+    finally:
+        server.stop()

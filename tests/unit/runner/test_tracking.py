@@ -379,3 +379,22 @@ def test_the_log_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     assert Tracker.for_config(config(), {}).interval == 2.5
     monkeypatch.setenv(tracking.LOG_INTERVAL_ENV, "nonsense")
     assert Tracker.for_config(config(), {}).interval == tracking.LOG_INTERVAL_SECONDS
+
+
+def test_points_recorded_while_a_batch_is_in_flight_stay_queued() -> None:
+    api, clock = FakeApi(), Clock()
+    t = make(api, clock)
+    t.pump()
+    t.record({"m": 1.0}, 1)
+    sent_during: list[int] = []
+    log_batch = api.log_batch
+
+    def slow(body: Mapping[str, Any]) -> None:
+        log_batch(body)
+        t.record({"m": 2.0}, 2)  # SB3 dumps again while the request is out
+        sent_during.append(len(body["metrics"]))
+
+    api.log_batch = slow  # type: ignore[method-assign]
+    clock.t += 10
+    t.pump()
+    assert sent_during == [1] and [(p.key, p.step) for p in t._pending] == [("m", 2)]
