@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -104,16 +105,39 @@ class TrackingError(Exception):
 # --- pure parts: bodies and choices -------------------------------------------------------------
 
 
+#: What a metric name may hold (MLflow's rule); anything else becomes ``_``.
+_METRIC_NAME = re.compile(r"[^\w./\- ]")
+#: The memory address in a repr (``<function f at 0x7f...>``): it differs in every attempt.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _plain(value: Any) -> Any:
+    """A JSON stand-in for what JSON cannot hold: a class or function by its qualified name."""
+    name = getattr(value, "__qualname__", None)
+    if name is not None:
+        return f"{getattr(value, '__module__', '')}.{name}".lstrip(".")
+    return _ADDRESS.sub("", str(value))
+
+
 def stringify(value: Any) -> str:
-    """A param value as MLflow keeps it: strings as they are, the rest as compact JSON (or ``str``)."""
+    """A param value as MLflow keeps it: strings as they are, the rest as compact JSON, classes and
+    functions (schedules, activation functions) by name, so every attempt of a run logs the same
+    value (MLflow refuses to change a param)."""
     if isinstance(value, str):
         text = value
+    elif not isinstance(value, (dict, list, tuple, int, float, bool, type(None))):
+        text = str(_plain(value))
     else:
         try:
-            text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
         except (TypeError, ValueError):
-            text = str(value)
+            text = str(_plain(value))
     return text if len(text) <= MAX_PARAM_VALUE else text[: MAX_PARAM_VALUE - 1] + "…"
+
+
+def metric_name(key: str) -> str:
+    """``key`` as MLflow accepts a metric name (a custom callback may log any string)."""
+    return _METRIC_NAME.sub("_", key)[:MAX_PARAM_KEY]
 
 
 def run_params(
@@ -406,7 +430,7 @@ class Tracker:
                 if len(self._pending) == self._pending.maxlen:
                     self._dropped += 1
                 self._seq += 1
-                self._pending.append(Point(key, value, int(step), stamp, self._seq))
+                self._pending.append(Point(metric_name(key), value, int(step), stamp, self._seq))
 
     def output(self) -> KVWriter:
         """An output format for SB3's logger that hands every dump to :meth:`record`."""
@@ -522,7 +546,9 @@ class Tracker:
             if run["info"].get("status") != "RUNNING":
                 api.update_run(run["info"]["run_id"], "RUNNING")
         run_id = str(run["info"]["run_id"])
-        for body in batches(run_id, params=self.params, tags=tags):
+        logged = {p.get("key") for p in (run.get("data") or {}).get("params") or []}
+        params = {k: v for k, v in self.params.items() if k not in logged}  # a param is written once
+        for body in batches(run_id, params=params, tags=tags):
             api.log_batch(body)
         self.run_id = run_id
         self.artifact_uri = str(run["info"].get("artifact_uri") or "")
@@ -548,9 +574,21 @@ class Tracker:
             points = list(self._pending)[: limit or None]
         if not points:
             return
-        for body in batches(self.run_id, points):
-            self.api.log_batch(body)
-        last = points[-1].seq
+        try:
+            for body in batches(self.run_id, points):
+                self.api.log_batch(body)
+        except TrackingError as e:
+            if e.code != "INVALID_PARAMETER_VALUE":
+                raise
+            # Refused for what it holds, not for want of an answer: sending it again would fail the
+            # same way and hold up every later point, so it is dropped (and the error reported).
+            log.warning("MLflow refused %d metric points, dropped: %s", len(points), e)
+            self._forget(points[-1].seq)
+            raise
+        self._forget(points[-1].seq)
+
+    def _forget(self, last: int) -> None:
+        """Take the points up to sequence number ``last`` off the queue."""
         with self._lock:
             while self._pending and self._pending[0].seq <= last:
                 self._pending.popleft()

@@ -48,11 +48,22 @@ def config(parent: RunIdentity | None = None) -> MlflowRunConfig:
         (True, "true"),
         ({"net_arch": [64, 64]}, '{"net_arch":[64,64]}'),
         (None, "null"),
-        (Path, "<class 'pathlib.Path'>"),  # not JSON: str()
+        (Path, "pathlib.Path"),  # a class by name
+        ({"activation_fn": Path}, '{"activation_fn":"pathlib.Path"}'),
+        (stringify, "kubegym_runner.tracking.stringify"),  # a schedule: the same in every attempt
+        (object(), "<object object>"),  # no address: it would differ in every attempt
     ],
 )
 def test_param_values_are_strings(value: Any, text: str) -> None:
     assert stringify(value) == text
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [("rollout/ep_rew_mean", "rollout/ep_rew_mean"), ("custom/loss (x)", "custom/loss _x_"), ("a:b", "a_b")],
+)
+def test_metric_names_are_what_mlflow_accepts(key: str, name: str) -> None:
+    assert tracking.metric_name(key) == name
 
 
 def test_a_long_param_value_is_cut_to_mlflows_limit() -> None:
@@ -205,7 +216,11 @@ class FakeApi:
 
     def log_batch(self, body: Mapping[str, Any]) -> None:
         self._call("log-batch")
+        if any(m["key"] == "refused" for m in body["metrics"]):
+            raise TrackingError("log-batch: HTTP 400 INVALID_PARAMETER_VALUE", "INVALID_PARAMETER_VALUE")
         self.batches.append(body)
+        data = self.runs[body["run_id"]].setdefault("data", {"params": []})
+        data["params"].extend(body["params"])
 
     def update_run(self, run_id: str, status: str, end_ms: int | None = None) -> None:
         self._call(f"update {status}")
@@ -286,6 +301,21 @@ def test_a_restarted_attempt_continues_the_run_of_its_uid() -> None:
     second.pump()
     assert second.run_id == "r1" and list(api.runs) == ["r1"]  # found by uid, not created again
     assert api.runs["r1"]["info"]["status"] == "RUNNING"  # reopened
+    assert api.batches[-1]["params"] == []  # logged by the first attempt: MLflow writes a param once
+
+
+def test_points_mlflow_refuses_are_dropped_so_later_ones_get_through() -> None:
+    api, clock = FakeApi(), Clock()
+    t = make(api, clock)
+    t.pump()
+    t.record({"refused": 1.0}, 1)
+    clock.t += 10
+    t.pump()
+    assert t.status().state == "failing" and not t._pending  # type: ignore[union-attr]
+    t.record({"m": 2.0}, 2)
+    clock.t += 10
+    t.pump()
+    assert t.status().state == "ok" and api.points() == [("m", 2.0, 2)]  # type: ignore[union-attr]
 
 
 def test_an_unreachable_server_fails_nothing_and_keeps_the_points_until_it_answers() -> None:
