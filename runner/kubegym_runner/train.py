@@ -20,6 +20,10 @@
 A segment resumed at step S is seeded with ``seed + S``: reproducible given where it
 resumed, without replaying the first segment's random stream.
 
+With ``spec.tracking.mlflow`` the run is also logged to MLflow (:mod:`kubegym_runner.tracking`):
+SB3's scalars as they come from a background thread, the final evaluation, model and status at
+the end, bounded in time; a tracking server that fails never fails the run.
+
 Storage never stalls training: periodic checkpoints and the evaluation history are
 serialised locally and uploaded beside the training loop by an
 :class:`~kubegym_runner.uploads.Uploader` (newest state wins, manifest last, retries with

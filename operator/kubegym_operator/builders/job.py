@@ -6,7 +6,8 @@ emptyDirs for /tmp and $HOME. The runner's configuration travels in ``KUBEGYM_CO
 secret value is ever in the manifest: the operator's default storage (STS mode) reaches the pod
 as the run's own credentials Secret, mounted as a volume (:mod:`kubegym_operator.builders.
 credentials`); a storage with a ``secretRef`` (a spec's own, or the default in static mode) as
-``secretKeyRef``.
+``secretKeyRef``, and so do the keys of ``spec.tracking.mlflow.credentialsSecretRef`` (MLflow's
+``MLFLOW_TRACKING_*`` variables); the runner's configuration only says which MLflow run it logs to.
 """
 
 from __future__ import annotations
