@@ -21,8 +21,9 @@ the same steps (SB3 logs at ``num_timesteps``, which a resumed model carries on)
 Trials of an Experiment are child runs (tag ``mlflow.parentRunId``) of one parent run tagged with
 the Experiment's uid. The trials find or create it themselves; trials starting together may each
 create one, so every trial settles on the same one — the oldest (start time, then run id), which
-no trial ever deletes — deletes the one it created if that is not it, and checks again when it
-finishes, re-pointing its parent tag. The operator does not create it because it would then need
+no trial ever deletes — and checks again when it finishes, re-pointing its parent tag; a trial
+deletes the parent it created once that is not the oldest. MLflow has no compare-and-set, so this
+converges (by the trials' ends) rather than locks. The operator does not create it because it would then need
 network access to the tracking server and read access to the credentials Secret, which it has for
 no other purpose (it reads no Secret through the API).
 
@@ -660,6 +661,14 @@ class Tracker:
         """Settle on the parent every trial agrees on by now (another trial may have won a race)."""
         assert self.config.parent is not None and self.experiment_id is not None and self.run_id is not None
         found = oldest(self.api.runs_tagged(self.experiment_id, self.config.parent.uid))
-        if found is not None and str(found["info"]["run_id"]) != self.parent_id:
-            self.parent_id = str(found["info"]["run_id"])
-            self.api.set_tag(self.run_id, PARENT_TAG, self.parent_id)
+        if found is None:
+            return
+        chosen = str(found["info"]["run_id"])
+        if chosen != self.parent_id:
+            self.parent_id = chosen
+            self.api.set_tag(self.run_id, PARENT_TAG, chosen)
+        if self._created_parent is not None and self._created_parent != chosen:
+            # This trial's parent looked oldest when it was created; a racer's turned out older
+            # (pod clocks differ). The trials on it re-point as they end, as this one just did.
+            self.api.delete_run(self._created_parent)
+            self._created_parent = None

@@ -428,3 +428,14 @@ def test_points_recorded_while_a_batch_is_in_flight_stay_queued() -> None:
     clock.t += 10
     t.pump()
     assert sent_during == [1] and [(p.key, p.step) for p in t._pending] == [("m", 2)]
+
+
+def test_a_parent_that_loses_the_race_after_the_fact_is_deleted_by_its_creator_at_the_end() -> None:
+    api, clock = FakeApi(), Clock()
+    t = make(api, clock, parent=EXPERIMENT)
+    t.pump()
+    assert t.parent_id == "r1" and t._created_parent == "r1"
+    # A racer's parent with an older start time (its pod's clock is behind) appears.
+    api.runs["r0"] = {"uid": "uid-exp", "tags": {}, "info": {"run_id": "r0", "start_time": 0, "status": "RUNNING"}}
+    assert t.finish("FINISHED")
+    assert api.tags == {("r2", "mlflow.parentRunId"): "r0"} and api.deleted == ["r1"]
