@@ -4,6 +4,7 @@ since the CRD is generated from it), and what travels to the runner and back."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,3 +86,18 @@ def test_the_tracking_status_is_bounded() -> None:
         TrackingStatus(state="ok", since=since, message="x" * 1025)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         TrackingStatus(state="broken", since=since, message="m")  # type: ignore[arg-type]
+
+
+def test_the_mlflow_example_is_a_valid_training_run() -> None:
+    import jsonschema
+    import yaml
+
+    from kubegym_api.crd import build_crd
+    from kubegym_api.trainingrun import TRAINING_RUN
+
+    manifest = yaml.safe_load((Path(__file__).parents[3] / "examples" / "cartpole-ppo-mlflow.yaml").read_text())
+    (version,) = build_crd(TRAINING_RUN)["spec"]["versions"]
+    jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"]).validate(manifest)
+    spec = TrainingRunSpec.model_validate(manifest["spec"])
+    assert spec.tracking is not None and spec.tracking.mlflow is not None
+    assert spec.tracking.mlflow.credentials_secret_ref == "mlflow-creds"
