@@ -613,11 +613,13 @@ class Tracker:
         step: int = 0,
         artifacts: Mapping[str, Path] | None = None,
         timeout: float = 60.0,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> bool:
         """The end of this attempt: stop the worker, send what is queued (and ``metrics`` at ``step``),
         put ``artifacts`` under ``model/`` and set the run's ``status`` (FINISHED, FAILED; ``None``:
-        leave it RUNNING, the run resumes). Bounded by ``timeout``; returns whether all of it got
-        through; never raises."""
+        leave it RUNNING, the run resumes). Bounded by ``timeout``, and cut short between two requests
+        once ``should_stop`` says so (SIGTERM: the pod's grace period is short); returns whether all
+        of it got through; never raises."""
         deadline = self.clock() + timeout
         self.stop(min(timeout, REQUEST_TIMEOUT[0] + REQUEST_TIMEOUT[1]))
         if metrics:
@@ -627,10 +629,10 @@ class Tracker:
         try:
             if self.run_id is None:
                 self._set_up()
-            while self._pending and self.clock() < deadline:
+            while self._pending and self.clock() < deadline and not should_stop():
                 self._send(limit=MAX_BATCH_METRICS)
             for name, path in (artifacts or {}).items():
-                if self.clock() >= deadline:
+                if self.clock() >= deadline or should_stop():
                     raise TrackingError(f"no time left to upload {name}")
                 self._upload(name, path)
             if self.parent_id is not None and self.config.parent is not None:

@@ -398,6 +398,7 @@ class Trainer:
                 step=step,
                 artifacts={name: path for name, path in files.items() if name != REPLAY_BUFFER_NAME},
                 timeout=TRACKING_FINISH_SECONDS,
+                should_stop=lambda: self.termination.requested,  # the status report below comes first
             )
         self.reporter.finish(self.progress(), result, should_stop=lambda: self.termination.requested)
         return result

@@ -439,3 +439,13 @@ def test_a_parent_that_loses_the_race_after_the_fact_is_deleted_by_its_creator_a
     api.runs["r0"] = {"uid": "uid-exp", "tags": {}, "info": {"run_id": "r0", "start_time": 0, "status": "RUNNING"}}
     assert t.finish("FINISHED")
     assert api.tags == {("r2", "mlflow.parentRunId"): "r0"} and api.deleted == ["r1"]
+
+
+def test_the_end_is_cut_short_between_requests_once_the_pod_is_told_to_stop(tmp_path: Path) -> None:
+    api, clock = FakeApi(), Clock()
+    t = make(api, clock)
+    t.pump()
+    model = tmp_path / "model.zip"
+    model.write_bytes(b"zip")
+    assert not t.finish("FINISHED", artifacts={"model.zip": model}, should_stop=lambda: True)
+    assert api.uploads == [] and api.runs["r1"]["info"]["status"] == "RUNNING"
