@@ -33,8 +33,8 @@ deps: ## install Debian packages the project needs (idempotent)
 venv: ## the Python environment (cached under ~/.cache/kubegym)
 	@bash hack/ensure-venv.sh
 
-components: ## build the pinned Kubernetes, etcd, MinIO, mc (MinIO client) and Helm binaries (cached)
-	@bash hack/build-components.sh kubernetes minio mc helm
+components: ## build the pinned Kubernetes, etcd, MinIO, mc (MinIO client), Helm, and install MLflow's server (cached)
+	@bash hack/build-components.sh kubernetes minio mc helm mlflow
 
 up: deps venv components ## start the local cluster (control plane, local node, MinIO)
 	@$(LOCAL) up

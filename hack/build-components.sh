@@ -100,6 +100,19 @@ build_helm() {
   GOBIN="$out" go install -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# MLflow is a Python application: a venv of its own (never the project's, whose pins it would fight),
+# marked complete by a stamp file written last, so an interrupted install is redone, not trusted.
+build_mlflow() {
+  local out="$cache/mlflow-$MLFLOW_VERSION"
+  [ -x "$out/bin/mlflow" ] && [ -f "$out/.complete" ] && { log "mlflow $MLFLOW_VERSION: cached in $out"; return; }
+  log "mlflow $MLFLOW_VERSION: pip install into $out"
+  rm -rf "$out"
+  "${PYTHON:-python3}" -m venv "$out"
+  "$out/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
+  "$out/bin/mlflow" --version >/dev/null
+  touch "$out/.complete"
+}
+
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kubernetes minio mc helm)
+[ ${#targets[@]} -gt 0 ] || targets=(kubernetes minio mc helm mlflow)
 for t in "${targets[@]}"; do "build_$t"; done

@@ -25,6 +25,7 @@ from kubegym_api.base import Model, Seed, Statistic
 from kubegym_api.cost import CostTotals
 from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.status import Condition, Phase, condition_list_field
+from kubegym_api.tracking import TrackingSpec
 from kubegym_api.trainingrun import TrainingRunSpec
 from kubegym_api.validation import immutable_rule, rules, validation_rule
 
@@ -305,8 +306,16 @@ class ExperimentSpec(Model):
             field_path=".objective.metric",
             reason="FieldValueInvalid",
         ),
+        validation_rule(
+            "!has(self.template.tracking)",
+            "set tracking on the Experiment (spec.tracking), not in its template: every trial logs as a child "
+            "run of the Experiment's one parent run",
+            field_path=".template.tracking",
+            reason="FieldValueForbidden",
+        ),
         _immutable("template", optional=False),
         _immutable("seeds", optional=False),
+        _immutable("tracking", optional=True),
         _immutable("search", optional=True),
         _immutable("earlyStopping", optional=True),
         _immutable("benchmark", optional=True),
@@ -348,6 +357,12 @@ class ExperimentSpec(Model):
         default_factory=Objective,
         description="How a run is scored and configurations are compared.",
         json_schema_extra={"default": {}},
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="Experiment tracking of every trial: with mlflow, one parent MLflow run stands for the "
+        "Experiment (tag kubegym.uid = its uid) and each trial logs as its child run (tag mlflow.parentRunId); "
+        "experimentName defaults to <namespace>/<name> of the Experiment.",
     )
 
 

@@ -21,6 +21,7 @@ from kubegym_api.base import Algorithm, Model, Seed
 from kubegym_api.benchmark import MAX_MODELS, BenchmarkEnvironments, BenchmarkSettings
 from kubegym_api.experiment import Objective
 from kubegym_api.storage import S3Storage
+from kubegym_api.tracking import MlflowRunConfig
 from kubegym_api.trainingrun import AgentSpec, CheckpointPolicy
 
 
@@ -53,6 +54,9 @@ class TrainConfig(AgentSpec):
     resume_from: str | None = Field(default=None, description="s3:// URI of a checkpoint folder to start from.")
     report_to: RunRef | None = None
     report_interval_seconds: float = Field(default=10.0, ge=1.0)
+    mlflow: MlflowRunConfig | None = Field(
+        default=None, description="The MLflow run to log to (spec.tracking.mlflow), resolved by the operator."
+    )
     final_report_timeout_seconds: float = Field(
         default=900.0,
         ge=0.0,

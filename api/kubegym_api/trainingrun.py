@@ -26,6 +26,7 @@ from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.environment import EnvironmentConfig
 from kubegym_api.status import Condition, Phase, condition_list_field
 from kubegym_api.storage import StorageSpec, StorageStatus
+from kubegym_api.tracking import TrackingSpec, TrackingStatus
 from kubegym_api.validation import DNS_SUBDOMAIN_PATTERN, immutable_rule, rules, validation_rule
 from kubegym_api.workload import Resources, RunPolicy, Scheduling
 
@@ -211,6 +212,7 @@ class TrainingRunSpec(AgentSpec):
                 _immutable("evaluation", optional=True),
                 _immutable("checkpoint", optional=False),
                 _immutable("resumeFrom", optional=True),
+                _immutable("tracking", optional=True),
                 _immutable("resources", optional=False),
                 _immutable("image", optional=True),
                 _immutable("runPolicy.backoffLimit", optional=False),
@@ -230,6 +232,12 @@ class TrainingRunSpec(AgentSpec):
         description="Start from a checkpoint of another run or a URI instead of from scratch: the only way a "
         "run starts from artifacts not its own. The source must be of the same algorithm and observation/action "
         "spaces, else the run fails before training (reason UserError).",
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="Optional experiment tracking: mlflow (trackingUri, experimentName, credentialsSecretRef) "
+        "logs parameters, metrics as they come and the final model to an MLflow tracking server. Training "
+        "never waits for it; the TrackingAvailable condition says whether it is reached.",
     )
     resources: Resources = Field(
         default_factory=Resources,
@@ -366,6 +374,11 @@ class TrainingProgress(Model):
     storage: StorageStatus | None = Field(
         default=None, description="Whether checkpoint uploads reach storage (training goes on while they fail)."
     )
+    tracking: TrackingStatus | None = Field(
+        default=None,
+        description="Whether the MLflow tracking server (spec.tracking.mlflow) is reached, and the MLflow run's id "
+        "(training goes on while it is not).",
+    )
     update_time: datetime | None = Field(default=None, description="When the runner wrote this progress.")
 
 
@@ -426,7 +439,9 @@ class TrainingRunStatus(Model):
         "Running, Suspended, EarlyStopped (stopped by its Experiment's early-stopping rule), Succeeded "
         "and Failed, with reasons naming the cause; StorageAvailable (False with reason StorageUnavailable "
         "while the runner's checkpoint uploads fail, True once they succeed); Idle (True with reason NoProgress "
-        "while a Running run reports no new timesteps for longer than the operator's idle threshold)."
+        "while a Running run reports no new timesteps for longer than the operator's idle threshold); "
+        "TrackingAvailable (with spec.tracking.mlflow: False with reason TrackingUnreachable while the tracking "
+        "server is not reached, True once it is)."
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation this status was computed for."

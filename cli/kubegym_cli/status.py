@@ -105,6 +105,20 @@ def _headline(kind: str, obj: Obj) -> str:
     return f"{kind} {meta.get('namespace')}/{meta.get('name')}: {phase}{reason}"
 
 
+def tracking_line(spec: Obj, progress: Obj) -> str | None:
+    """Where the run logs to MLflow and whether it gets there; None without spec.tracking.mlflow."""
+    mlflow = (spec.get("tracking") or {}).get("mlflow") or {}
+    if not mlflow:
+        return None
+    tracking = progress.get("tracking") or {}
+    where = mlflow.get("trackingUri") or "?"
+    if tracking.get("state") == "failing":
+        return f"mlflow: {where} not reached since {tracking.get('since') or '?'}; training goes on"
+    if tracking.get("runId"):
+        return f"mlflow: run {tracking['runId']} (experiment {tracking.get('experimentId') or '?'}) at {where}"
+    return f"mlflow: {where}, not reached yet"
+
+
 def render_run(run: Obj) -> str:
     """A TrainingRun: headline, progress bar with steps, steps/s and ETA, reward, last evaluation,
     last checkpoint, and the result once finished."""
@@ -149,6 +163,9 @@ def render_run(run: Obj) -> str:
         )
     else:
         lines.append("last checkpoint: none yet")
+    mlflow = tracking_line(spec, progress)
+    if mlflow:
+        lines.append(mlflow)
     result = st.get("result") or {}
     if result:
         lines.append(

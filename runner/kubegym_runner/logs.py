@@ -12,7 +12,13 @@ import os
 import sys
 
 #: Environment variables whose values must never appear in output.
-SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
 #: Environment variable naming the log level (default INFO).
 LOG_LEVEL_ENV = "KUBEGYM_LOG_LEVEL"
 #: One line per record, on stderr and in the copy kept in S3 (:mod:`kubegym_runner.runlog`).

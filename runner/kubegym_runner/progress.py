@@ -39,6 +39,7 @@ import urllib3.exceptions
 from kubegym_api.cost import ResourceUsage
 from kubegym_api.runnerconfig import RunRef
 from kubegym_api.storage import MAX_STORAGE_MESSAGE, StorageState, StorageStatus
+from kubegym_api.tracking import TrackingStatus
 from kubegym_api.trainingrun import (
     CheckpointStatus,
     ComputeStatus,
@@ -198,6 +199,7 @@ def make_progress(
     compute: ComputeStatus | None = None,
     storage: StorageStatus | None = None,
     usage: ResourceUsage | None = None,
+    tracking: TrackingStatus | None = None,
     now: datetime | None = None,
 ) -> TrainingProgress:
     """A ``status.progress`` snapshot; the fraction is clamped (rollouts overshoot the total).
@@ -221,6 +223,7 @@ def make_progress(
         compute=compute,
         storage=storage,
         usage=usage,
+        tracking=tracking,
         update_time=(now or datetime.now(UTC)).replace(microsecond=0),
     )
 

@@ -20,6 +20,10 @@
 A segment resumed at step S is seeded with ``seed + S``: reproducible given where it
 resumed, without replaying the first segment's random stream.
 
+With ``spec.tracking.mlflow`` the run is also logged to MLflow (:mod:`kubegym_runner.tracking`):
+SB3's scalars as they come from a background thread, the final evaluation, model and status at
+the end, bounded in time; a tracking server that fails never fails the run.
+
 Storage never stalls training: periodic checkpoints and the evaluation history are
 serialised locally and uploaded beside the training loop by an
 :class:`~kubegym_runner.uploads.Uploader` (newest state wins, manifest last, retries with
@@ -84,6 +88,7 @@ from kubegym_runner.runlog import RunLog, exit_line
 from kubegym_runner.safeload import load_algorithm, load_replay_buffer
 from kubegym_runner.signals import TerminationRequest
 from kubegym_runner.storage import S3Uri, Storage
+from kubegym_runner.tracking import Tracker, run_params
 from kubegym_runner.uploads import Uploader
 from kubegym_runner.usage import UsageMeter
 
@@ -105,6 +110,10 @@ TERMINATION_UPLOAD_SECONDS = 40.0
 FINAL_UPLOAD_SECONDS = 600.0
 #: Seconds queued background uploads still get when the runner exits.
 CLOSE_UPLOAD_SECONDS = 15.0
+#: Seconds the MLflow run's end (last metrics, the model, its status) gets after a successful run...
+TRACKING_FINISH_SECONDS = 120.0
+#: ... and after a failed or terminated attempt (the grace period is short).
+TRACKING_CLOSE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,8 @@ class Trainer:
         self.storage_report = StorageReport()
         self.compute: ComputeStatus | None = None
         self.usage = UsageMeter()
+        #: The MLflow run (spec.tracking.mlflow), logged beside training; None without tracking.
+        self.tracker: Tracker | None = None
 
     @property
     def model(self) -> BaseAlgorithm:
@@ -213,6 +224,7 @@ class Trainer:
         self.compute = compute_status(threads, self.plan)
         if self.config.checkpoint.save_replay_buffer and not is_off_policy(self.plan.algorithm):
             log.warning("checkpoint.saveReplayBuffer ignored: %s has no replay buffer", self.plan.algorithm.__name__)
+        self._start_tracking()
         self.storage.check_bucket(self.layout.root.bucket, self.layout.root.key)
         self._stop_if_terminated()
         self.run_log.start()
@@ -234,8 +246,41 @@ class Trainer:
                 self.uploader.close(CLOSE_UPLOAD_SECONDS)
                 env.close()
         finally:
+            self._close_tracking(sys.exc_info()[1])
             if self._eval_env is not None:
                 self._eval_env.close()
+
+    def _start_tracking(self) -> None:
+        """Start logging to MLflow in the background, if the run asks for it."""
+        if self.config.mlflow is None:
+            return
+        params = run_params(
+            algorithm=self.plan.algorithm.__name__,
+            env_id=self.plan.env.env_id,
+            seed=self.config.seed,
+            total_timesteps=self.plan.total_timesteps,
+            n_envs=self.plan.env.n_envs,
+            hyperparameters={
+                "policy": getattr(self.plan.policy, "__name__", self.plan.policy),
+                **self.plan.hyperparameters,
+            },
+        )
+        self.tracker = Tracker.for_config(self.config.mlflow, params)
+        self.tracker.start()
+        log.info(
+            "logging to MLflow at %s, experiment %r",
+            self.config.mlflow.tracking_uri,
+            self.config.mlflow.experiment_name,
+        )
+
+    def _close_tracking(self, error: BaseException | None) -> None:
+        """An attempt that did not finish: a terminated one leaves its MLflow run RUNNING (the next
+        attempt continues it), a failed one marks it FAILED (a retry sets it RUNNING again)."""
+        tracker = self.tracker
+        if tracker is None or error is None:
+            return
+        status = None if isinstance(error, TerminatedError) else "FAILED"
+        tracker.finish(status, timeout=TRACKING_CLOSE_SECONDS)
 
     def _own_provenance(self) -> Provenance:
         """This run as its manifests record it: uid, algorithm, env and the spaces its model has,
@@ -281,7 +326,10 @@ class Trainer:
         )
         self.started = time.monotonic()
         self.throughput.start(self.model.num_timesteps)
-        self.model.set_logger(self.curves.logger())
+        logger = self.curves.logger()
+        if self.tracker is not None:
+            logger.output_formats.append(self.tracker.output())
+        self.model.set_logger(logger)
         self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
 
     def _stop_if_terminated(self) -> None:
@@ -309,11 +357,11 @@ class Trainer:
     def _finish(self) -> TrainingResult:
         step = self.model.num_timesteps
         storage = self.uploader.blocking(FINAL_UPLOAD_SECONDS, supersede=[CHECKPOINT_UPLOADS])
-        with tempfile.TemporaryDirectory(dir=self.workdir, ignore_cleanup_errors=True) as tmp:
-            files = self._dump(Path(tmp))
-            if self.last_checkpoint_step != step:
-                self._write_checkpoint(files, self._manifest_fields(), storage)
-            final = write_folder(storage, self.layout.final, files, **self._manifest_fields())
+        # Kept until the runner's workdir goes: the MLflow run gets the same files at the end.
+        files = self._dump(Path(tempfile.mkdtemp(prefix="final-", dir=self.workdir)))
+        if self.last_checkpoint_step != step:
+            self._write_checkpoint(files, self._manifest_fields(), storage)
+        final = write_folder(storage, self.layout.final, files, **self._manifest_fields())
         log.info("final model: %s", self.layout.final)
         evaluation = self.config.evaluation or EvaluationConfig()
         try:
@@ -345,6 +393,15 @@ class Trainer:
         write_manifest(
             self.uploader.blocking(FINAL_UPLOAD_SECONDS), self.layout.final, final.model_copy(update={"result": result})
         )
+        if self.tracker is not None:
+            self.tracker.finish(
+                "FINISHED",
+                metrics={"eval/mean_reward": summary.mean_reward, "eval/std_reward": summary.std_reward},
+                step=step,
+                artifacts={name: path for name, path in files.items() if name != REPLAY_BUFFER_NAME},
+                timeout=TRACKING_FINISH_SECONDS,
+                should_stop=lambda: self.termination.requested,  # the status report below comes first
+            )
         self.reporter.finish(self.progress(), result, should_stop=lambda: self.termination.requested)
         return result
 
@@ -583,6 +640,7 @@ class Trainer:
             compute=self.compute,
             storage=self.storage_report.status(self.uploader.health()),
             usage=self.usage.measure(),
+            tracking=self.tracker.status() if self.tracker is not None else None,
         )
 
 

@@ -274,9 +274,13 @@ def child_metadata(exp: Mapping[str, Any], name: str, **labels: str) -> Manifest
 
 def render_run(exp: Mapping[str, Any], run: PlannedRun, *, suspend: bool) -> Manifest:
     """The TrainingRun of one planned run: the template as the API server stored it (defaults
-    applied), with the run's seed, the configuration's hyperparameters over the template's, and
-    the suspension the Experiment wants."""
+    applied), with the run's seed, the configuration's hyperparameters over the template's, the
+    Experiment's tracking (each trial logs as a child run of its parent run) and the suspension the
+    Experiment wants."""
     spec = copy.deepcopy((exp.get("spec") or {}).get("template") or {})
+    tracking = (exp.get("spec") or {}).get("tracking")
+    if tracking:
+        spec["tracking"] = copy.deepcopy(tracking)
     spec["seed"] = run.seed
     spec["hyperparameters"] = {
         **(spec.get("hyperparameters") or {}),

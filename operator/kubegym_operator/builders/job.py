@@ -6,7 +6,8 @@ emptyDirs for /tmp and $HOME. The runner's configuration travels in ``KUBEGYM_CO
 secret value is ever in the manifest: the operator's default storage (STS mode) reaches the pod
 as the run's own credentials Secret, mounted as a volume (:mod:`kubegym_operator.builders.
 credentials`); a storage with a ``secretRef`` (a spec's own, or the default in static mode) as
-``secretKeyRef``.
+``secretKeyRef``, and so do the keys of ``spec.tracking.mlflow.credentialsSecretRef`` (MLflow's
+``MLFLOW_TRACKING_*`` variables); the runner's configuration only says which MLflow run it logs to.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from kubegym_api.hyperparameters import parse_hyperparameters
 from kubegym_api.pyliteral import LiteralError
 from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_config
 from kubegym_api.storage import S3Storage
+from kubegym_api.tracking import CREDENTIAL_ENV, MlflowRunConfig, RunIdentity
 from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
 from kubegym_api.workload import Resources, Scheduling, Toleration
 from kubegym_operator.builders import credentials
@@ -126,6 +128,47 @@ def check_literals(hyperparameters: Mapping[str, Any], where: str) -> None:
         raise RenderError("InvalidHyperparameters", str(e)) from e
 
 
+def experiment_of(run: Mapping[str, Any]) -> RunIdentity | None:
+    """The Experiment that controls this run (a trial), from its controller reference."""
+    meta = run["metadata"]
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "Experiment" and ref.get("apiVersion", "").startswith(GROUP):
+            return RunIdentity(kind="Experiment", namespace=meta["namespace"], name=ref["name"], uid=ref["uid"])
+    return None
+
+
+def mlflow_config(run: Mapping[str, Any], spec: TrainingRunSpec) -> MlflowRunConfig | None:
+    """The MLflow run of this TrainingRun (``spec.tracking.mlflow``): the experiment defaults to
+    ``<namespace>/<name>`` of the run, or of its Experiment for a trial, whose parent run it is a child of."""
+    mlflow = spec.tracking.mlflow if spec.tracking is not None else None
+    if mlflow is None:
+        return None
+    meta = run["metadata"]
+    parent = experiment_of(run)
+    owner = parent.name if parent is not None else meta["name"]
+    return MlflowRunConfig(
+        tracking_uri=mlflow.tracking_uri,
+        experiment_name=mlflow.experiment_name or f"{meta['namespace']}/{owner}",
+        run=RunIdentity(
+            kind="TrainingRun", namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid") or meta["name"]
+        ),
+        parent=parent,
+        credentials=mlflow.credentials_secret_ref is not None,
+    )
+
+
+def tracking_env(spec: TrainingRunSpec) -> list[Manifest]:
+    """The tracking credentials Secret's keys as ``secretKeyRef`` (each optional: basic auth or a token)."""
+    mlflow = spec.tracking.mlflow if spec.tracking is not None else None
+    if mlflow is None or mlflow.credentials_secret_ref is None:
+        return []
+    secret = mlflow.credentials_secret_ref
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for key, env in CREDENTIAL_ENV.items()
+    ]
+
+
 def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | None = None) -> TrainConfig:
     """The runner's configuration for this run: the spec's :class:`AgentSpec` fields as they are,
     the checkpoint policy without its storage, and where the run's artifacts and status live (the
@@ -168,6 +211,7 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
             name=meta["name"],
         ),
         report_interval_seconds=settings.progress_interval_seconds,
+        mlflow=mlflow_config(run, spec),
     )
 
 
@@ -409,7 +453,7 @@ def render_job(run: Mapping[str, Any], settings: Settings, *, resume_uri: str | 
         settings,
         image=spec.image or settings.runner_image,
         args=["train"],
-        env=runner_env(config, spec.resources.gpu),
+        env=runner_env(config, spec.resources.gpu) + tracking_env(spec),
         resources=placement(spec.resources, spec.scheduling, settings)[0],
         service_account=runner_identity_name(meta["name"]),
         scheduling=scheduling_of(spec, settings),

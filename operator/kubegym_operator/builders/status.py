@@ -23,7 +23,9 @@ Storage health is the runner's to observe and the operator's to state: the runne
 ``status.progress.storage`` (ok, or failing since when and why), and :func:`storage_condition`
 turns it into the ``StorageAvailable`` condition (False with reason StorageUnavailable while
 uploads fail, True again once they succeed, an Event at each flip), with anything that looks
-like a credential scrubbed from the message.
+like a credential scrubbed from the message. Tracking health follows the same pattern: the runner
+reports ``status.progress.tracking`` for a run with ``spec.tracking.mlflow`` and
+:func:`tracking_condition` states ``TrackingAvailable`` (False with reason TrackingUnreachable).
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class Reason:
     #: StorageAvailable condition (and Event) reasons, from the runner's status.progress.storage.
     STORAGE_UNAVAILABLE = "StorageUnavailable"
     STORAGE_AVAILABLE = "StorageAvailable"
+    #: TrackingAvailable condition (and Event) reasons, from the runner's status.progress.tracking.
+    TRACKING_UNREACHABLE = "TrackingUnreachable"
+    TRACKING_AVAILABLE = "TrackingAvailable"
 
 
 #: Set (with the reason as value) by an Experiment that stopped this run early; with
@@ -159,6 +164,7 @@ class StatusUpdate:
     ``event``: the transition to record, if phase or reason changed.
     ``storage_event``: the StorageAvailable condition flipped (storage failing, or back).
     ``idle_event``: the Idle condition flipped (no progress, or progress again).
+    ``tracking_event``: the TrackingAvailable condition flipped (tracking server unreachable, or back).
     """
 
     status: dict[str, Any]
@@ -166,11 +172,12 @@ class StatusUpdate:
     event: Event | None = None
     storage_event: Event | None = None
     idle_event: Event | None = None
+    tracking_event: Event | None = None
 
     @property
     def events(self) -> list[Event]:
         """Every Event to record, in order."""
-        return [e for e in (self.idle_event, self.event, self.storage_event) if e is not None]
+        return [e for e in (self.idle_event, self.event, self.storage_event, self.tracking_event) if e is not None]
 
 
 def format_time(moment: datetime) -> str:
@@ -622,15 +629,66 @@ def storage_condition(
     return cond, event
 
 
+TRACKING_CONDITION = "TrackingAvailable"
+
+
+def tracking_condition(
+    previous: Obj, *, now: datetime, generation: int | None
+) -> tuple[dict[str, Any] | None, Event | None]:
+    """The TrackingAvailable condition from the runner's last ``status.progress.tracking``, and an
+    Event when it flips (Warning TrackingUnreachable, then Normal TrackingAvailable).
+
+    False (reason TrackingUnreachable) while the runner's requests to the MLflow tracking server fail:
+    training goes on and its metrics wait in the runner's queue. True once they get through. Without a
+    report (no spec.tracking.mlflow, no pod yet) the previous condition stays as it was, or there is none.
+    """
+    before = {str(c.get("type")): c for c in previous.get("conditions") or []}
+    tracking = (previous.get("progress") or {}).get("tracking")
+    if not isinstance(tracking, Mapping) or tracking.get("state") not in ("ok", "failing"):
+        kept = before.get(TRACKING_CONDITION)
+        return (dict(kept) if kept is not None else None), None
+    failing = tracking["state"] == "failing"
+    if failing:
+        detail = " ".join(str(tracking.get("message") or "tracking requests fail").split())
+        message = scrub(
+            f"the MLflow tracking server is not reached since {tracking.get('since', '?')}: {detail}; training "
+            "goes on and its metrics wait in the runner"
+        )
+        if len(message) > MAX_STORAGE_MESSAGE:
+            message = message[: MAX_STORAGE_MESSAGE - 1] + "…"
+        reason = Reason.TRACKING_UNREACHABLE
+    else:
+        run_id = tracking.get("runId")
+        message = "metrics reach the MLflow tracking server" + (f" (run {run_id})" if run_id else "")
+        reason = Reason.TRACKING_AVAILABLE
+    cond = condition(TRACKING_CONDITION, not failing, reason, message, before, now, generation)
+    was = (before.get(TRACKING_CONDITION) or {}).get("status")
+    event = None
+    if failing and was != "False":
+        event = Event("Warning", Reason.TRACKING_UNREACHABLE, message)
+    elif not failing and was == "False":
+        event = Event("Normal", Reason.TRACKING_AVAILABLE, "the MLflow tracking server is reached again")
+    return cond, event
+
+
 def _with_storage(update: StatusUpdate, previous: Obj, *, now: datetime, generation: int | None) -> StatusUpdate:
-    """``update`` with the StorageAvailable condition appended to its conditions, and its Event."""
-    cond, event = storage_condition(previous, now=now, generation=generation)
-    if cond is None:
+    """``update`` with the StorageAvailable and TrackingAvailable conditions appended to its conditions,
+    and their Events."""
+    storage, storage_event = storage_condition(previous, now=now, generation=generation)
+    tracking, tracking_event = tracking_condition(previous, now=now, generation=generation)
+    if storage is None and tracking is None:
         return update
     status = dict(update.status)
-    others = [c for c in status.get("conditions") or [] if c.get("type") != STORAGE_CONDITION]
-    status["conditions"] = [*others, cond]
-    return StatusUpdate(status=status, stop_job=update.stop_job, event=update.event, storage_event=event)
+    kinds = {STORAGE_CONDITION, TRACKING_CONDITION}
+    others = [c for c in status.get("conditions") or [] if c.get("type") not in kinds]
+    status["conditions"] = [*others, *(c for c in (storage, tracking) if c is not None)]
+    return StatusUpdate(
+        status=status,
+        stop_job=update.stop_job,
+        event=update.event,
+        storage_event=storage_event,
+        tracking_event=tracking_event,
+    )
 
 
 # --- the result, when the runner's final report was lost --------------------------------------

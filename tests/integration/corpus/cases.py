@@ -470,6 +470,31 @@ CASES: list[Case] = [
         run(checkpoint={"storage": {"bucket": "ab", "secretRef": "kubegym-s3"}}),
     ),
     Case(
+        "tr-tracking-uri-not-a-url",
+        rejected("spec.tracking.mlflow.trackingUri", "should match", "https?://"),
+        run(tracking={"mlflow": {"trackingUri": "mlflow.mlflow:5000"}}),
+    ),
+    Case(
+        "tr-tracking-uri-missing",
+        rejected("spec.tracking.mlflow.trackingUri: Required value"),
+        run(tracking={"mlflow": {"experimentName": "research"}}),
+    ),
+    Case(
+        "tr-tracking-experiment-name-empty",
+        rejected("spec.tracking.mlflow.experimentName", "at least 1 chars long"),
+        run(tracking={"mlflow": {"trackingUri": "http://mlflow:5000", "experimentName": ""}}),
+    ),
+    Case(
+        "tr-tracking-experiment-name-blank",
+        rejected("spec.tracking.mlflow.experimentName", "should match"),
+        run(tracking={"mlflow": {"trackingUri": "http://mlflow:5000", "experimentName": "   "}}),
+    ),
+    Case(
+        "tr-tracking-secret-not-a-name",
+        rejected("spec.tracking.mlflow.credentialsSecretRef", "should match"),
+        run(tracking={"mlflow": {"trackingUri": "http://mlflow:5000", "credentialsSecretRef": "MLflow_Creds"}}),
+    ),
+    Case(
         "tr-replay-buffer-for-ppo",
         rejected("checkpoint.saveReplayBuffer needs an off-policy algorithm"),
         run(checkpoint={"everySteps": 1024, "saveReplayBuffer": True}),
@@ -833,6 +858,21 @@ CASES: list[Case] = [
     ),
     # --- Experiment: rejected at apply ----------------------------------------------------------
     Case("exp-grid-empty", rejected("spec.search.grid", "at least 1"), exp(search={"grid": {}})),
+    Case(
+        "exp-tracking-in-template",
+        rejected("spec.template.tracking", "set tracking on the Experiment (spec.tracking)"),
+        exp(
+            template={
+                **experiment("x")["spec"]["template"],
+                "tracking": {"mlflow": {"trackingUri": "http://mlflow:5000"}},
+            }
+        ),
+    ),
+    Case(
+        "exp-tracking-uri-not-a-url",
+        rejected("spec.tracking.mlflow.trackingUri", "should match"),
+        exp(tracking={"mlflow": {"trackingUri": "ftp://mlflow"}}),
+    ),
     Case(
         "exp-grid-without-values",
         rejected("spec.search.grid.learning_rate", "at least 1"),

@@ -90,6 +90,24 @@ def test_run_view_has_the_bar_steps_per_second_eta_evaluation_and_checkpoint() -
     assert "result:" not in text
 
 
+@pytest.mark.parametrize(
+    ("tracking", "line"),
+    [
+        (None, "mlflow: http://mlflow:5000, not reached yet"),
+        ({"state": "ok", "runId": "abc", "experimentId": "4"}, "mlflow: run abc (experiment 4) at http://mlflow:5000"),
+        (
+            {"state": "failing", "since": "2026-03-01T12:00:00Z"},
+            "mlflow: http://mlflow:5000 not reached since 2026-03-01T12:00:00Z; training goes on",
+        ),
+    ],
+)
+def test_run_view_says_where_the_run_logs_to_mlflow(tracking: Obj | None, line: str) -> None:
+    run = {**RUN, "spec": {**RUN["spec"], "tracking": {"mlflow": {"trackingUri": "http://mlflow:5000"}}}}
+    progress = {**RUN["status"]["progress"], **({"tracking": tracking} if tracking else {})}
+    assert line in status.render_run({**run, "status": {**RUN["status"], "progress": progress}}).splitlines()
+    assert "mlflow:" not in status.render_run(RUN)
+
+
 def test_run_view_of_a_new_and_of_a_finished_run() -> None:
     new = status.render_run({"metadata": {"name": "x", "namespace": "n"}, "spec": {"totalTimesteps": 10}})
     assert "TrainingRun n/x: Pending" in new and "  0%  0/10 steps  - steps/s  ETA -" in new

@@ -139,7 +139,9 @@ def test_search_shape_is_bounded(search: dict[str, Any]) -> None:
         _validate({**copy.deepcopy(GOOD), "search": search})
 
 
-@pytest.mark.parametrize("field", ["template", "seeds", "search", "earlyStopping", "benchmark", "objective"])
+@pytest.mark.parametrize(
+    "field", ["template", "seeds", "search", "earlyStopping", "benchmark", "objective", "tracking"]
+)
 def test_study_defining_fields_are_immutable(field: str) -> None:
     (rule,) = [r for r in rules_of(SPEC) if r.get("fieldPath") == f".{field}" and "oldSelf" in r["rule"]]
     assert "immutable" in rule["message"]

@@ -150,6 +150,7 @@ IMMUTABLE = [
     "evaluation",
     "checkpoint",
     "resumeFrom",
+    "tracking",
     "resources",
     "image",
     "runPolicy.backoffLimit",
@@ -196,6 +197,13 @@ def test_schema_accepts_a_full_spec() -> None:
             "device": "cuda",
             "checkpoint": {"everySteps": 5000, "storage": {"bucket": "abc", "secretRef": "s"}},
             "scheduling": {"tolerations": [{"key": "k", "operator": "Exists"}]},
+            "tracking": {
+                "mlflow": {
+                    "trackingUri": "https://mlflow.example.com/tracking",
+                    "experimentName": "team/cartpole",
+                    "credentialsSecretRef": "mlflow-creds",
+                }
+            },
         }
     )
 
@@ -212,6 +220,13 @@ def test_schema_accepts_a_full_spec() -> None:
         {"checkpoint": {"storage": {"bucket": "abc", "secretRef": "Bad_Name"}}},
         {"resumeFrom": {"uri": "http://not-s3/x"}},
         {"scheduling": {"queueName": "Team A"}},
+        {"tracking": {"mlflow": {}}},  # no trackingUri
+        {"tracking": {"mlflow": {"trackingUri": "mlflow:5000"}}},  # no scheme
+        {"tracking": {"mlflow": {"trackingUri": "http://"}}},  # no host
+        {"tracking": {"mlflow": {"trackingUri": "http://mlflow server:5000"}}},
+        {"tracking": {"mlflow": {"trackingUri": "http://m:5000", "experimentName": ""}}},
+        {"tracking": {"mlflow": {"trackingUri": "http://m:5000", "experimentName": "  "}}},
+        {"tracking": {"mlflow": {"trackingUri": "http://m:5000", "credentialsSecretRef": "Bad_Name"}}},
     ],
 )
 def test_schema_rejects(bad: dict[str, Any]) -> None:
