@@ -108,7 +108,10 @@ build_mlflow() {
   log "mlflow $MLFLOW_VERSION: pip install into $out"
   rm -rf "$out"
   "${PYTHON:-python3}" -m venv "$out"
-  "$out/bin/python" -m pip install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
+  # Every dependency pinned (hack/mlflow-constraints.txt, pip freeze of a working install), so a
+  # fresh machine gets the server the tests were written against.
+  "$out/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -c "$(dirname "$0")/mlflow-constraints.txt" "mlflow==$MLFLOW_VERSION"
   "$out/bin/mlflow" --version >/dev/null
   touch "$out/.complete"
 }
