@@ -210,7 +210,13 @@ def _rule_exprs(sc: Scenario) -> dict[str, str]:
 def test_failed_stalled_and_reconcile_error_alerts_fire_for_the_right_objects(scenario: Scenario) -> None:
     sc = scenario
     exprs = _rule_exprs(sc)
-    assert set(exprs) == {"KubegymRunFailed", "KubegymRunStalled", "KubegymOperatorDown", "KubegymReconcileErrors"}
+    assert set(exprs) == {
+        "KubegymRunFailed",
+        "KubegymRunStalled",
+        "KubegymGpuIdle",
+        "KubegymOperatorDown",
+        "KubegymReconcileErrors",
+    }
 
     (failed,) = wait_until(lambda: _firing(sc, "KubegymRunFailed", namespace=sc.ns), 60, "KubegymRunFailed")
     assert (failed["name"], failed["kind"], failed["reason"]) == (BROKEN, "TrainingRun", "UserError")
@@ -236,6 +242,17 @@ def test_failed_stalled_and_reconcile_error_alerts_fire_for_the_right_objects(sc
     # Another minute's worth of the frozen run shows no progress in the gauge either.
     since = sc.prom.finite(f'time() - kubegym_trainingrun_last_progress_timestamp_seconds{{name="{FROZEN}"}}')
     assert float(since[0]["value"][1]) > 60
+    # The operator flags it Idle too (the test operator's threshold is 45 s), but it holds no GPU:
+    # KubegymGpuIdle stays quiet.
+    wait_until(
+        lambda: sc.prom.finite(f'kubegym_trainingrun_idle{{name="{FROZEN}"}} == 1'),
+        120,
+        "the frozen run's Idle gauge",
+        interval=1,
+        describe=sc.describe,
+    )
+    assert sc.prom.query(exprs["KubegymGpuIdle"]) == []
+    assert not _firing(sc, "KubegymGpuIdle")
 
 
 def _substitute(expr: str, variables: dict[str, str]) -> str:
