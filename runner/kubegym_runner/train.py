@@ -347,8 +347,7 @@ class Trainer:
             summary.std_reward,
             summary.episodes,
         )
-        if not self.uploader.wait(BEST_UPLOADS, FINAL_UPLOAD_SECONDS):
-            log.warning("the best model's upload did not finish in time; status.best may be older")
+        self._wait_for_best()
         # The durable record of status.result, written before the status patch that may not get through.
         write_manifest(
             self.uploader.blocking(FINAL_UPLOAD_SECONDS), self.layout.final, final.model_copy(update={"result": result})
@@ -546,6 +545,15 @@ class Trainer:
         write_folder(storage, self.layout.best, files, evaluation=evaluation, **fields)
         log.info("best model %s: %.3f at timestep %d", self.layout.best, evaluation.mean_reward, evaluation.timesteps)
         self.reporter.set_best(best_status(evaluation, str(self.layout.best)))
+
+    def _wait_for_best(self) -> None:
+        """Let a best model still uploading finish, so the final report has it (bounded, and not
+        past a SIGTERM: the grace period is short and the upload goes on at close)."""
+        deadline = time.monotonic() + FINAL_UPLOAD_SECONDS
+        while not self.uploader.wait(BEST_UPLOADS, 1.0):
+            if self.termination.requested or time.monotonic() >= deadline:
+                log.warning("the best model's upload has not finished; status.best may name an older one")
+                return
 
     def _load_best(self, step: int) -> None:
         """Continue from the best a restarted run had kept, if its evaluation is at most ``step``
