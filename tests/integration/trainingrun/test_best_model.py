@@ -18,15 +18,19 @@ Training is kept small (4,096 + 2,048 steps) for two shared cores.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubegym_localcluster.cluster import LocalCluster
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
 from tests.integration.benchmark.support import benchmark, read_s3
 from tests.integration.benchmark.support import status as bench_status
+from tests.integration.researcher.test_researcher_loop import gym, gym_env
 from tests.integration.trainingrun.support import keys, s3_client, status, training_run
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
@@ -66,7 +70,7 @@ def _pods(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
 
 
 def test_the_best_model_is_kept_benchmarked_and_resumed_from(
-    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
+    cluster: LocalCluster, kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     ns = namespace
     s3, bucket = s3_client(kube, ns)
@@ -114,6 +118,19 @@ def test_the_best_model_is_kept_benchmarked_and_resumed_from(
     wide = kubectl.run("get", "trainingrun", SOURCE, "-o", "wide").stdout
     assert "BEST" in wide.splitlines()[0], wide
     best_step = int(source["best"]["step"])
+
+    # kubectl gym: the best: line, and the best model downloaded, sha256-checked.
+    env = gym_env(cluster)
+    shown = gym(env, "status", SOURCE, "-n", ns)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [line for line in shown.stdout.splitlines() if line.startswith("best: ")]
+    assert f" at step {best_step:,} " in line and line.endswith(f"{folder}/best"), line
+    out = tmp_path / "best"
+    done = gym(env, "download", SOURCE, "-n", ns, "--dir", str(out), "--checkpoint", "best")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    digest = hashlib.sha256((out / "model.zip").read_bytes()).hexdigest()
+    assert digest == manifest["objects"]["model.zip"]["sha256"]
 
     # A Benchmark of the best, the final and the default (final) model; a resume from the best; and
     # the two choices that do not exist for a run without periodic evaluation — all at once.
