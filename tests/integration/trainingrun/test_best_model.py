@@ -10,9 +10,11 @@ maximum of ``eval/evaluations.json``, and ``status.best`` says the same. Then:
 * a TrainingRun with ``resumeFrom: {trainingRun: X, checkpoint: best}`` starts at the best step;
 * a run trained without periodic evaluation has no best: a Benchmark of its ``best`` fails
   (ModelNotAvailable, naming the model, the run and the choice) and a resume from its ``best``
-  fails before any Job (ResumeSourceNotFound).
+  fails before any Job (ResumeSourceNotFound);
+* an Experiment with ``benchmark.checkpoint: best`` benchmarks its run's best model, and
+  ``objective.metric: Benchmark`` scores it.
 
-Training is kept small (4,096 + 2,048 steps) for two shared cores.
+Training is kept small (4,096 + 512 + about 1,000 + 2,048 steps) for two shared cores.
 """
 
 from __future__ import annotations
@@ -198,3 +200,35 @@ def test_the_best_model_is_kept_benchmarked_and_resumed_from(
         "default": source["result"]["modelUri"],
     }, uris
     assert source["result"]["modelUri"].startswith(f"{folder}/final")
+
+
+def test_an_experiment_benchmarks_the_best_models_of_its_runs(
+    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    from tests.integration.experiment.support import experiment
+    from tests.integration.experiment.support import status as exp_status
+
+    ns, name = namespace, "peaks"
+    manifest = experiment(
+        name,
+        seeds={"count": 1},
+        benchmark={"episodes": 3, "nEnvs": 3, "checkpoint": "best"},
+        objective={"metric": "Benchmark"},
+    )
+    del manifest["spec"]["search"]
+    manifest["spec"]["template"].update({"totalTimesteps": 2048, "evaluation": {"everySteps": 512, "episodes": 2}})
+    kubectl.apply(manifest)
+    st = _wait(exp_status, kube, ns, name, operator)
+    assert st["phase"] == "Succeeded", st
+    run = status(kube, ns, f"{name}-c0-s0")
+    assert run["best"]["uri"].endswith("/best"), run
+
+    (bench,) = kube.get(f"/apis/kubegym.io/v1alpha1/namespaces/{ns}/benchmarks")["items"]
+    assert bench["spec"]["models"] == [
+        {"name": f"{name}-c0-s0", "trainingRunRef": {"name": f"{name}-c0-s0"}, "checkpoint": "best"}
+    ], bench["spec"]["models"]
+    s3, _ = s3_client(kube, ns)
+    document = json.loads(read_s3(s3, bench["status"]["artifacts"]["results"]))
+    assert [m["uri"] for m in document["models"]] == [run["best"]["uri"]]
+    (result,) = st["results"]
+    assert result["runs"] == 1 and result["score"] == bench["status"]["bestScore"], (result, bench["status"])
