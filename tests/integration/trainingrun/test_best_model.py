@@ -11,10 +11,11 @@ maximum of ``eval/evaluations.json``, and ``status.best`` says the same. Then:
 * a run trained without periodic evaluation has no best: a Benchmark of its ``best`` fails
   (ModelNotAvailable, naming the model, the run and the choice) and a resume from its ``best``
   fails before any Job (ResumeSourceNotFound);
+* a run whose pod is deleted goes on from the best it had (best/manifest.json read by the next pod);
 * an Experiment with ``benchmark.checkpoint: best`` benchmarks its run's best model, and
   ``objective.metric: Benchmark`` scores it.
 
-Training is kept small (4,096 + 512 + about 1,000 + 2,048 steps) for two shared cores.
+Training is kept small (4,096 + 512 + about 1,000 + 8,192 + 2,048 steps) for two shared cores.
 """
 
 from __future__ import annotations
@@ -232,3 +233,48 @@ def test_an_experiment_benchmarks_the_best_models_of_its_runs(
     assert [m["uri"] for m in document["models"]] == [run["best"]["uri"]]
     (result,) = st["results"]
     assert result["runs"] == 1 and result["score"] == bench["status"]["bestScore"], (result, bench["status"])
+
+
+def test_a_restarted_run_goes_on_from_the_best_it_had(
+    kube: Kube, namespace: str, kubectl: Kubectl, operator: OperatorProcess
+) -> None:
+    """The runner pod is deleted once the run has a best and a checkpoint: the next pod resumes
+    (from the SIGTERM checkpoint), reads best/manifest.json, and later evaluations must beat it, so
+    the run ends with the first maximum of its whole evaluation history in best/."""
+    ns, name = namespace, "restarted"
+    s3, bucket = s3_client(kube, ns)
+    kubectl.apply(
+        training_run(
+            name,
+            totalTimesteps=8192,
+            hyperparameters={"n_steps": 256, "batch_size": 64, "n_epochs": 4},
+            checkpoint={"everySteps": 1024, "keepLast": 2},
+            evaluation={"everySteps": EVERY, "episodes": 2},
+        )
+    )
+
+    def ready() -> dict[str, Any] | None:
+        st = status(kube, ns, name)
+        has_checkpoint = ((st.get("checkpoints") or {}).get("latestStep") or 0) >= 1024
+        return st if st.get("best") and has_checkpoint and st.get("phase") == "Running" else None
+
+    before = wait_until(ready, 600, f"{name} to have a best and a checkpoint", interval=1)
+    (pod,) = _pods(kube, ns, name)
+    kube.delete(f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}")
+
+    st = _wait(status, kube, ns, name, operator)
+    assert st["phase"] == "Succeeded", st
+    resumed = int(st["progress"]["resumedFromStep"])
+    assert resumed >= int(before["best"]["step"]), (resumed, before["best"])
+    log = kubectl.run("logs", f"job/{name}-train").stdout  # the second pod's (the first one is gone)
+    assert f"resuming from s3://{bucket}/{st['artifacts']['prefix']}/checkpoints/" in log, log[-3000:]
+    assert "best model so far: " in log, log[-3000:]
+    prefix = st["artifacts"]["prefix"]
+    history = _json(s3, bucket, f"{prefix}/eval/evaluations.json")
+    top = max(e["meanReward"] for e in history)
+    first_top = next(e for e in history if e["meanReward"] == top)
+    assert _json(s3, bucket, f"{prefix}/best/manifest.json")["evaluation"] == {
+        k: first_top[k] for k in ("timesteps", "meanReward", "stdReward", "episodes")
+    }, history
+    assert (st["best"]["step"], st["best"]["meanReward"]) == (first_top["timesteps"], first_top["meanReward"])
+    assert st["best"]["meanReward"] >= before["best"]["meanReward"]
