@@ -25,6 +25,7 @@ from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.environment import BenchmarkEnvironment
 from kubegym_api.status import Condition, Phase, condition_list_field
 from kubegym_api.storage import StorageSpec
+from kubegym_api.trainingrun import ModelSelection
 from kubegym_api.validation import DNS_SUBDOMAIN_PATTERN, immutable_rule, rules, validation_rule
 from kubegym_api.workload import Resources, RunPolicy, Scheduling
 
@@ -53,14 +54,21 @@ class TrainingRunRef(Model):
 
 
 class BenchmarkModelSpec(Model):
-    """A model to evaluate: a checkpoint in S3, or the final model of a TrainingRun."""
+    """A model to evaluate: a checkpoint in S3, or a model of a TrainingRun (its final one by default)."""
 
     model_config = rules(
         validation_rule(
             "has(self.uri) != has(self.trainingRunRef)",
             "set exactly one of uri and trainingRunRef",
             reason="FieldValueInvalid",
-        )
+        ),
+        validation_rule(
+            "!has(self.checkpoint) || has(self.trainingRunRef)",
+            "checkpoint chooses among the models of trainingRunRef; with uri the URI names the model itself: "
+            "remove checkpoint",
+            field_path=".checkpoint",
+            reason="FieldValueForbidden",
+        ),
     )
 
     name: str = Field(
@@ -78,7 +86,14 @@ class BenchmarkModelSpec(Model):
     )
     training_run_ref: TrainingRunRef | None = Field(
         default=None,
-        description="A TrainingRun whose final model to evaluate; the Benchmark waits until it has finished.",
+        description="A TrainingRun whose model to evaluate (see checkpoint); the Benchmark waits until it has "
+        "succeeded.",
+    )
+    checkpoint: ModelSelection | None = Field(
+        default=None,
+        description="Which model of trainingRunRef to evaluate: final (the default), best (its best periodic "
+        "evaluation, status.best; the run needs spec.evaluation) or latest (its newest checkpoint). The Benchmark "
+        "fails (reason ModelNotAvailable) when the run succeeded without the chosen one. Only with trainingRunRef.",
     )
     algorithm: Algorithm | None = Field(
         default=None,

@@ -26,7 +26,7 @@ from kubegym_api.cost import CostTotals
 from kubegym_api.crd import PrinterColumn, ResourceKind
 from kubegym_api.status import Condition, Phase, condition_list_field
 from kubegym_api.tracking import TrackingSpec
-from kubegym_api.trainingrun import TrainingRunSpec
+from kubegym_api.trainingrun import ModelSelection, TrainingRunSpec
 from kubegym_api.validation import immutable_rule, rules, validation_rule
 
 PLURAL = "experiments"
@@ -230,6 +230,13 @@ class FinalBenchmark(Model):
     episodes: int = Field(ge=1, le=10_000, description="Episodes per model (per benchmark seed).")
     deterministic: bool = Field(default=True, description="Evaluate the deterministic policy.")
     n_envs: int = Field(default=8, ge=1, le=256, description="Parallel environment copies of the evaluation.")
+    checkpoint: ModelSelection | None = Field(
+        default=None,
+        description="Which model of every run the final Benchmark evaluates, and so what objective.metric "
+        "Benchmark scores: final (the default), best (the run's best periodic evaluation; needs "
+        "template.evaluation) or latest (its newest checkpoint). A run stopped early is evaluated at its best "
+        "model for best, else at its newest checkpoint.",
+    )
 
 
 def _template_rules() -> list[JsonValue]:
@@ -312,6 +319,13 @@ class ExperimentSpec(Model):
             "run of the Experiment's one parent run",
             field_path=".template.tracking",
             reason="FieldValueForbidden",
+        ),
+        validation_rule(
+            "!has(self.benchmark) || !has(self.benchmark.checkpoint) || self.benchmark.checkpoint != 'best' "
+            "|| has(self.template.evaluation)",
+            "benchmark.checkpoint best is the model of the best periodic evaluation: set template.evaluation",
+            field_path=".benchmark.checkpoint",
+            reason="FieldValueInvalid",
         ),
         _immutable("template", optional=False),
         _immutable("seeds", optional=False),

@@ -8,12 +8,13 @@ Job could not follow (the immutable fields).
 
 The status has two writers: the operator writes phase, conditions, times and where the run's
 artifacts are (``status.artifacts``, fixed with the first Job); the runner writes
-``progress``, ``checkpoints`` and ``result`` (the models below :class:`TrainingRunSpec`) through an
+``progress``, ``checkpoints``, ``best`` and ``result`` (the models below :class:`TrainingRunSpec`) through an
 identity that may patch this run's status and nothing else.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any, Literal
 
@@ -72,6 +73,23 @@ class EvaluationConfig(Model):
     deterministic: bool = Field(default=True, description="Use the deterministic policy during evaluation.")
 
 
+#: The folder of a run's best model by periodic evaluation, beside ``checkpoints/`` and ``final/``
+#: (the runner's ``RunLayout.best`` and the operator's check that a reported URI is the run's own).
+BEST_FOLDER = "best"
+
+
+class ModelSelection(enum.StrEnum):
+    """Which of a TrainingRun's models another resource takes: one choice for a Benchmark model, an
+    Experiment's final Benchmark and ``resumeFrom``, so ``best`` means the same everywhere."""
+
+    #: The model at the end of training (``final/``, ``status.result.modelUri``).
+    final = "final"
+    #: The model of the best periodic evaluation so far (``best/``, ``status.best.uri``; needs ``spec.evaluation``).
+    best = "best"
+    #: The newest complete checkpoint (``checkpoints/<step>/``, ``status.checkpoints.latestUri``).
+    latest = "latest"
+
+
 class ResumeFrom(Model):
     """A checkpoint to start from instead of from scratch (the run's own checkpoints win).
 
@@ -84,7 +102,14 @@ class ResumeFrom(Model):
             "has(self.uri) != has(self.trainingRun)",
             "set exactly one of resumeFrom.uri and resumeFrom.trainingRun",
             reason="FieldValueInvalid",
-        )
+        ),
+        validation_rule(
+            "!has(self.checkpoint) || has(self.trainingRun)",
+            "resumeFrom.checkpoint chooses among the models of resumeFrom.trainingRun; with resumeFrom.uri the "
+            "URI names the folder itself: remove checkpoint",
+            field_path=".checkpoint",
+            reason="FieldValueForbidden",
+        ),
     )
 
     uri: str | None = Field(
@@ -97,7 +122,13 @@ class ResumeFrom(Model):
         default=None,
         max_length=253,
         pattern=DNS_SUBDOMAIN_PATTERN,
-        description="Another TrainingRun in this namespace whose latest checkpoint to start from.",
+        description="Another TrainingRun in this namespace to start from (its model chosen by checkpoint).",
+    )
+    checkpoint: ModelSelection | None = Field(
+        default=None,
+        description="Which model of resumeFrom.trainingRun to start from: latest (its newest checkpoint, the "
+        "default), best (its best periodic evaluation, status.best) or final (its final model). The run fails "
+        "before training (reason ResumeSourceNotFound) while the chosen one does not exist. Only with trainingRun.",
     )
 
 
@@ -390,6 +421,17 @@ class CheckpointStatus(Model):
     count: int = Field(default=0, ge=0, description="Complete checkpoints currently kept.")
 
 
+class BestModelStatus(Model):
+    """The run's best model by periodic evaluation, as ``status.best``: kept in ``best/`` beside the final
+    model, replaced whenever an evaluation beats it (a tie keeps the earlier one)."""
+
+    uri: str = Field(max_length=2048, description="s3:// URI of the best model's folder (best/).")
+    step: int = Field(ge=0, description="Timestep of the evaluation that chose it (and of the model).")
+    mean_reward: float = Field(description="Mean return of that evaluation.")
+    std_reward: float = Field(default=0.0, ge=0, description="Standard deviation of that evaluation's return.")
+    episodes: int = Field(default=0, ge=0, description="Episodes of that evaluation.")
+
+
 class TrainingResult(Model):
     """The finished run, as ``status.result``."""
 
@@ -423,7 +465,7 @@ class RunArtifacts(Model):
 
 class TrainingRunStatus(Model):
     """Observed state: the operator writes phase, conditions, times, artifacts, cost and the estimate of the time
-    left; the runner writes progress, checkpoints and result."""
+    left; the runner writes progress, checkpoints, best and result."""
 
     phase: Phase | None = Field(
         default=None,
@@ -458,6 +500,11 @@ class TrainingRunStatus(Model):
     progress: TrainingProgress | None = Field(default=None, description="Training progress, reported by the runner.")
     checkpoints: CheckpointStatus | None = Field(
         default=None, description="Checkpoints in storage, reported by the runner."
+    )
+    best: BestModelStatus | None = Field(
+        default=None,
+        description="The best model by periodic evaluation (best/), its step and score, reported by the runner; "
+        "absent without spec.evaluation or before the first evaluation.",
     )
     result: TrainingResult | None = Field(
         default=None, description="Final evaluation and model, reported by the runner."
@@ -549,6 +596,13 @@ TRAINING_RUN = ResourceKind(
             "integer",
             ".status.checkpoints.latestStep",
             "Timestep of the newest checkpoint.",
+            priority=1,
+        ),
+        PrinterColumn(
+            "Best",
+            "number",
+            ".status.best.meanReward",
+            "Mean return of the best periodic evaluation (the model in best/).",
             priority=1,
         ),
         PrinterColumn("Node", "string", ".status.nodeName", "Node of the runner pod.", priority=1),

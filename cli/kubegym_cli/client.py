@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from kubegym_api import GROUP, VERSION
 from kubegym_api.benchmark import BenchmarkSpec
 from kubegym_api.experiment import ExperimentSpec
-from kubegym_api.trainingrun import TrainingRunSpec
+from kubegym_api.trainingrun import ModelSelection, TrainingRunSpec
 from kubegym_cli import download, tensorboard
 from kubegym_cli.connect import connect
 from kubegym_cli.errors import CliError, api_error
@@ -254,17 +254,20 @@ class Client:
             raise CliError(f"benchmark {self.namespace}/{benchmark} has no episodes yet ({phase})")
         return pd.read_csv(io.BytesIO(self._read(bench, str(uri)) or b""))
 
-    def load_model(self, name: str, directory: str | Path | None = None) -> BaseAlgorithm:
-        """The TrainingRun's final model, loaded: its ``final/`` folder downloaded into ``directory``
-        (default: a temporary one), every file's sha256 checked against the manifest first."""
+    def load_model(
+        self, name: str, directory: str | Path | None = None, checkpoint: ModelSelection | str = ModelSelection.final
+    ) -> BaseAlgorithm:
+        """The TrainingRun's final model (``checkpoint="best"``: its best periodic evaluation's, ``"latest"``:
+        its newest checkpoint), loaded: its folder downloaded into ``directory`` (default: a temporary
+        one), every file's sha256 checked against the manifest first."""
         import importlib
 
         run = self.get(name)
         with tempfile.TemporaryDirectory(prefix="kubegym-model-") as tmp:
             target = Path(directory) if directory else Path(tmp)
-            algorithm, files = download.download(run, target, self._endpoint(run))
+            algorithm, files = download.download(run, target, self._endpoint(run), ModelSelection(checkpoint))
             if download.MODEL_NAME not in files:
-                raise CliError(f"the final folder of {self.namespace}/{name} has no {download.MODEL_NAME}")
+                raise CliError(f"the model folder of {self.namespace}/{name} has no {download.MODEL_NAME}")
             package = "sb3_contrib" if algorithm in download.SB3_CONTRIB else "stable_baselines3"
             model: BaseAlgorithm = getattr(importlib.import_module(package), algorithm).load(
                 files[download.MODEL_NAME], device="cpu"

@@ -5,7 +5,7 @@
 
 Everything shown comes from the resource's status, so both need only ``get`` on the kinds: a
 TrainingRun's progress bar, steps/s, the time left (``status.estimatedRemainingSeconds``, the
-operator's estimate), the last evaluation and the last checkpoint; an Experiment's runs by phase
+operator's estimate), the last evaluation, the last checkpoint and the best model; an Experiment's runs by phase
 and each trial's state; a Benchmark's entries done and its ranking. ``NAME`` is looked up as a
 TrainingRun, then an Experiment, then a Benchmark (``trainingrun/NAME``, ``experiment/NAME`` or
 ``benchmark/NAME`` says which). ``watch`` draws the view again every ``--interval`` seconds until
@@ -98,6 +98,17 @@ def cost_line(status: Obj) -> str | None:
     )
 
 
+def best_line(status: Obj) -> str | None:
+    """``best: 500 +/- 0 at step 30,000 (10 episodes) s3://…/best/`` from ``status.best``; None without one."""
+    best = status.get("best") or {}
+    if not best:
+        return None
+    return (
+        f"best: {_num(best.get('meanReward'))} +/- {_num(best.get('stdReward'))} at step {_num(best.get('step'))} "
+        f"({_num(best.get('episodes'))} episodes) {best.get('uri') or '-'}"
+    )
+
+
 def _headline(kind: str, obj: Obj) -> str:
     meta, st = obj.get("metadata") or {}, obj.get("status") or {}
     phase = st.get("phase") or "Pending"
@@ -121,7 +132,7 @@ def tracking_line(spec: Obj, progress: Obj) -> str | None:
 
 def render_run(run: Obj) -> str:
     """A TrainingRun: headline, progress bar with steps, steps/s and ETA, reward, last evaluation,
-    last checkpoint, and the result once finished."""
+    last checkpoint, the best model by periodic evaluation, and the result once finished."""
     spec, st = run.get("spec") or {}, run.get("status") or {}
     progress = st.get("progress") or {}
     what = f"{spec.get('algorithm') or '?'} on {(spec.get('environment') or {}).get('id') or '?'}"
@@ -166,6 +177,9 @@ def render_run(run: Obj) -> str:
     mlflow = tracking_line(spec, progress)
     if mlflow:
         lines.append(mlflow)
+    best = best_line(st)
+    if best:
+        lines.append(best)
     result = st.get("result") or {}
     if result:
         lines.append(

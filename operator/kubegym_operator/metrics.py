@@ -264,6 +264,11 @@ FAMILIES: dict[str, Family] = {
             "kubegym_trainingrun_evaluation_mean_reward", "Mean return of the most recent periodic evaluation.", _RUN
         ),
         Family("kubegym_trainingrun_final_mean_reward", "Mean return of the final evaluation of a finished run.", _RUN),
+        Family(
+            "kubegym_trainingrun_best_mean_reward",
+            "Mean return of the best periodic evaluation so far (the model kept in best/).",
+            _RUN,
+        ),
         Family("kubegym_trainingrun_checkpoints", "Complete checkpoints currently kept in storage.", _RUN),
         Family("kubegym_trainingrun_checkpoint_timesteps", "Timestep of the newest complete checkpoint.", _RUN),
         Family(
@@ -373,6 +378,7 @@ def _trainingrun(s: _Samples, spec: Obj, status: Obj) -> None:
     s.add("kubegym_trainingrun_mean_episode_reward", progress.get("meanEpisodeReward"))
     s.add("kubegym_trainingrun_evaluation_mean_reward", (progress.get("lastEvaluation") or {}).get("meanReward"))
     s.add("kubegym_trainingrun_final_mean_reward", (status.get("result") or {}).get("meanReward"))
+    s.add("kubegym_trainingrun_best_mean_reward", (status.get("best") or {}).get("meanReward"))
     checkpoints = status.get("checkpoints") or {}
     s.add("kubegym_trainingrun_checkpoints", checkpoints.get("count"))
     s.add("kubegym_trainingrun_checkpoint_timesteps", checkpoints.get("latestStep"))

@@ -4,6 +4,7 @@ A run's artifacts live under ``s3://<bucket>/<runPrefix>/``::
 
     checkpoints/<step:012d>/  model.zip, vecnormalize.pkl?, replay_buffer.pkl?, manifest.json
     final/                    same shape, the model at the end of training
+    best/                     same shape, the model of the best periodic evaluation (its manifest says which)
     eval/                     evaluations.json (history), final.json (final evaluation)
 
 A folder is written object by object with ``manifest.json`` last, and the manifest
@@ -15,7 +16,9 @@ folders sort lexically in step order, which keeps listings readable in any S3 br
 ``final/manifest.json`` is written twice: when the model is uploaded (the folder is usable
 from then on, e.g. as a ``resumeFrom``), and again after the final evaluation with the
 run's ``result`` added (one PUT, so readers see the old or the new manifest, never a mix).
-That makes the final manifest the durable record of ``status.result``.
+That makes the final manifest the durable record of ``status.result``. Likewise ``best/manifest.json``
+carries the evaluation that chose the model (``evaluation``: step, mean and std reward, episodes), the
+durable record of ``status.best`` (:mod:`kubegym_runner.best`).
 
 Every manifest also says whose the folder is and what it fits: the run's uid, algorithm, env id
 and observation/action spaces (format 2; :mod:`kubegym_runner.provenance` decides from them
@@ -33,7 +36,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from kubegym_api.trainingrun import TrainingResult
+from kubegym_api.trainingrun import BEST_FOLDER, EvaluationResult, TrainingResult
 from kubegym_runner.storage import ObjectInfo, S3Uri, Storage, sha256_file
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ class Manifest(_Wire):
     objects: dict[str, ObjectDigest]
     #: ``final/`` only, once the final evaluation ran: the run's ``status.result``.
     result: TrainingResult | None = None
+    #: ``best/`` only: the periodic evaluation that made this model the best so far.
+    evaluation: EvaluationResult | None = None
 
 
 def step_folder_name(step: int) -> str:
@@ -105,6 +110,10 @@ class RunLayout:
     @property
     def final(self) -> S3Uri:
         return self.root.join("final")
+
+    @property
+    def best(self) -> S3Uri:
+        return self.root.join(BEST_FOLDER)
 
     @property
     def eval(self) -> S3Uri:
@@ -199,9 +208,11 @@ def write_folder(
     run_uid: str | None = None,
     observation_space: str | None = None,
     action_space: str | None = None,
+    evaluation: EvaluationResult | None = None,
 ) -> Manifest:
     """Upload ``files`` (name → local path) into ``folder``, then its manifest (with the step,
-    wall time, episodes and provenance given: the run's uid, algorithm, env id and spaces).
+    wall time, episodes and provenance given: the run's uid, algorithm, env id and spaces; for
+    ``best/``, the evaluation that chose the model).
 
     An existing manifest is removed first so that, while objects are replaced,
     no reader takes the folder for complete.
@@ -222,6 +233,7 @@ def write_folder(
         action_space=action_space,
         episodes=episodes,
         objects=objects,
+        evaluation=evaluation,
     )
     write_manifest(storage, folder, manifest)
     return manifest

@@ -1,4 +1,4 @@
-"""Progress reporting onto the run's own resource: ``status.progress/checkpoints/result``.
+"""Progress reporting onto the run's own resource: ``status.progress/checkpoints/best/result``.
 
 The runner merge-patches the **status subresource** of the resource named by
 ``config.reportTo``; a merge patch only touches the keys it carries, so the
@@ -41,6 +41,7 @@ from kubegym_api.runnerconfig import RunRef
 from kubegym_api.storage import MAX_STORAGE_MESSAGE, StorageState, StorageStatus
 from kubegym_api.tracking import TrackingStatus
 from kubegym_api.trainingrun import (
+    BestModelStatus,
     CheckpointStatus,
     ComputeStatus,
     EvaluationPoint,
@@ -232,12 +233,19 @@ def build_status_patch(
     progress: TrainingProgress | None = None,
     checkpoints: CheckpointStatus | None = None,
     result: TrainingResult | None = None,
+    best: BestModelStatus | None = None,
+    *,
+    clear_best: bool = False,
 ) -> dict[str, Any]:
-    """The JSON merge patch for the status subresource: only the runner's three keys."""
+    """The JSON merge patch for the status subresource: only the runner's keys. ``clear_best``
+    removes ``best`` (``null`` in a merge patch): a restarted run dropped a best of a lost timeline."""
     status: dict[str, Any] = {}
-    for key, part in (("progress", progress), ("checkpoints", checkpoints), ("result", result)):
+    parts = (("progress", progress), ("checkpoints", checkpoints), ("best", best), ("result", result))
+    for key, part in parts:
         if part is not None:
             status[key] = part.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if best is None and clear_best:
+        status["best"] = None
     return {"status": status}
 
 
@@ -314,6 +322,9 @@ class ProgressReporter:
         self.sleep = sleep
         self.progress: TrainingProgress | None = None
         self.checkpoints: CheckpointStatus | None = None
+        self.best: BestModelStatus | None = None
+        #: ``best`` was dropped (set to None) and the status may still hold an older one.
+        self.best_cleared = False
         self.result: TrainingResult | None = None
         #: Successful and failed writes (every try counts).
         self.writes = 0
@@ -341,6 +352,11 @@ class ProgressReporter:
     def set_checkpoints(self, checkpoints: CheckpointStatus) -> None:
         """Record the checkpoint state; it goes out with the next write."""
         self.checkpoints = checkpoints
+
+    def set_best(self, best: BestModelStatus | None) -> None:
+        """Record the best model (None: drop the one the status holds); it goes out with the next write."""
+        self.best = best
+        self.best_cleared = best is None
 
     def flush(self) -> None:
         """Write the current state now, once; log, never raise, on failure (the next due
@@ -417,7 +433,7 @@ class ProgressReporter:
     def _write(self) -> Exception | None:
         """One patch of the current state; the error if it failed."""
         assert self.writer is not None
-        body = build_status_patch(self.progress, self.checkpoints, self.result)
+        body = build_status_patch(self.progress, self.checkpoints, self.result, self.best, clear_best=self.best_cleared)
         try:
             self.writer.patch(body)
         except Exception as e:  # noqa: BLE001 - reporting must never stop training

@@ -9,7 +9,8 @@
 3. ``learn(total - done, reset_num_timesteps=False)``: timestep counts and schedules
    continue where the checkpoint left them. Callbacks checkpoint to S3 every
    ``checkpoint.everySteps`` (keeping the newest ``keepLast``), evaluate every
-   ``evaluation.everySteps`` on a separate env, and report progress.
+   ``evaluation.everySteps`` on a separate env (an evaluation that beats the best so far keeps
+   its model in ``best/``: :mod:`kubegym_runner.best`), and report progress.
 4. On SIGTERM: stop at the next step, checkpoint, exit ``128 + signal``.
    Throughout, the runner's log is kept in the run's folder (``logs/<attempt>.log``,
    :mod:`kubegym_runner.runlog`): every 30 s and once more at exit, SIGTERM included.
@@ -27,7 +28,7 @@ the end, bounded in time; a tracking server that fails never fails the run.
 Storage never stalls training: periodic checkpoints and the evaluation history are
 serialised locally and uploaded beside the training loop by an
 :class:`~kubegym_runner.uploads.Uploader` (newest state wins, manifest last, retries with
-back-off). Only the SIGTERM checkpoint and the final model wait for S3 — for the upload in
+back-off); so is the best model. Only the SIGTERM checkpoint and the final model wait for S3 — for the upload in
 progress, then for their own, bounded by a deadline — because the pod ends after them.
 """
 
@@ -60,8 +61,10 @@ from kubegym_api.trainingrun import (
     TrainingResult,
 )
 from kubegym_runner.algorithms import is_off_policy
+from kubegym_runner.best import BestTracker, best_status, kept_on_resume
 from kubegym_runner.callbacks import PeriodicCallback, ProgressCallback, StopOnTermination
 from kubegym_runner.checkpoints import (
+    MANIFEST_NAME,
     MODEL_NAME,
     REPLAY_BUFFER_NAME,
     VECNORMALIZE_NAME,
@@ -103,6 +106,7 @@ FINAL_EVALUATION_NAME = "final.json"
 #: Upload kinds: at most one of each is queued behind the upload in progress.
 CHECKPOINT_UPLOADS = "checkpoint"
 EVALUATION_UPLOADS = "evaluations"
+BEST_UPLOADS = "best"
 #: Seconds the SIGTERM checkpoint gets to reach S3 (the operator's default grace period is 60 s).
 TERMINATION_UPLOAD_SECONDS = 40.0
 #: Seconds the final checkpoint and model (and final evaluation) get to reach S3, retrying
@@ -167,6 +171,8 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self.last_evaluation: EvaluationResult | None = None
         self.evaluations: list[dict[str, Any]] = []
+        #: The best periodic evaluation so far; its model is (being) kept in ``best/``.
+        self.best = BestTracker()
         self.resumed_from_step = 0
         self.wall_time_base = 0.0
         self.started = time.monotonic()
@@ -389,6 +395,7 @@ class Trainer:
             summary.std_reward,
             summary.episodes,
         )
+        self._wait_for_best()
         # The durable record of status.result, written before the status patch that may not get through.
         write_manifest(
             self.uploader.blocking(FINAL_UPLOAD_SECONDS), self.layout.final, final.model_copy(update={"result": result})
@@ -500,6 +507,7 @@ class Trainer:
             self.wall_time_base = start.checkpoint.manifest.wall_time_seconds
             self.progress_callback.episodes = start.checkpoint.manifest.episodes
             self._load_evaluations(model.num_timesteps)
+            self._load_best(model.num_timesteps)
         shutil.rmtree(start.directory, ignore_errors=True)
         return model
 
@@ -517,15 +525,15 @@ class Trainer:
             "action_space": describe_space(self.model.action_space),
         }
 
-    def _dump(self, directory: Path) -> dict[str, Path]:
-        """Write the model (and normalisation stats, replay buffer) to local files."""
+    def _dump(self, directory: Path, *, replay_buffer: bool = True) -> dict[str, Path]:
+        """Write the model (and normalisation stats, replay buffer unless told not to) to local files."""
         files = {MODEL_NAME: directory / MODEL_NAME}
         self.model.save(files[MODEL_NAME])
         vec_normalize = self.model.get_vec_normalize_env()
         if vec_normalize is not None:
             files[VECNORMALIZE_NAME] = directory / VECNORMALIZE_NAME
             vec_normalize.save(str(files[VECNORMALIZE_NAME]))
-        if self.config.checkpoint.save_replay_buffer and is_off_policy(self.plan.algorithm):
+        if replay_buffer and self.config.checkpoint.save_replay_buffer and is_off_policy(self.plan.algorithm):
             files[REPLAY_BUFFER_NAME] = directory / REPLAY_BUFFER_NAME
             self.model.save_replay_buffer(files[REPLAY_BUFFER_NAME])  # type: ignore[attr-defined]
         return files
@@ -567,6 +575,60 @@ class Trainer:
         log.info("checkpoint %s (%d kept, %d pruned)", folder, len(kept), len(deleted))
         self.reporter.set_checkpoints(CheckpointStatus(latest_uri=str(folder), latest_step=step, count=len(kept)))
 
+    def save_best(self, evaluation: EvaluationResult) -> None:
+        """Keep the current model as the best: serialised now (it is this evaluation's model), uploaded
+        to ``best/`` beside training (manifest last, with the evaluation). A queued older best is
+        replaced; no replay buffer (a best model is for evaluating and resuming a policy, not its
+        buffer's exact state)."""
+        self.uploader.discard(BEST_UPLOADS, by=f"best model {evaluation.timesteps}")
+        directory = Path(tempfile.mkdtemp(prefix="best-", dir=self.workdir))
+        try:
+            files = self._dump(directory, replay_buffer=False)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        fields = self._manifest_fields()
+        self.uploader.submit(
+            BEST_UPLOADS,
+            f"best model {evaluation.timesteps}",
+            lambda storage: self._write_best(files, fields, evaluation, storage),
+            cleanup=directory,
+        )
+
+    def _write_best(
+        self, files: dict[str, Path], fields: dict[str, Any], evaluation: EvaluationResult, storage: Storage
+    ) -> None:
+        """Upload ``files`` as ``best/`` and report it (on the uploader's worker)."""
+        write_folder(storage, self.layout.best, files, evaluation=evaluation, **fields)
+        log.info("best model %s: %.3f at timestep %d", self.layout.best, evaluation.mean_reward, evaluation.timesteps)
+        self.reporter.set_best(best_status(evaluation, str(self.layout.best)))
+
+    def _wait_for_best(self) -> None:
+        """Let a best model still uploading finish, so the final report has it (bounded, and not
+        past a SIGTERM: the grace period is short and the upload goes on at close)."""
+        deadline = time.monotonic() + FINAL_UPLOAD_SECONDS
+        while not self.uploader.wait(BEST_UPLOADS, 1.0):
+            if self.termination.requested or time.monotonic() >= deadline:
+                log.warning("the best model's upload has not finished; status.best may name an older one")
+                return
+
+    def _load_best(self, step: int) -> None:
+        """Continue from the best a restarted run had kept, if its evaluation is at most ``step``
+        (else it was of a timeline lost with the pod: its manifest goes, so no reader takes it, and
+        ``status.best`` with it, until an evaluation of this timeline replaces it)."""
+        manifest = read_manifest(self.storage, self.layout.best)
+        if manifest is None or not self.is_own(manifest):
+            return
+        kept = kept_on_resume(manifest.evaluation, step)
+        if kept is not None:
+            self.best.best = kept
+            self.reporter.set_best(best_status(kept, str(self.layout.best)))
+            log.info("best model so far: %.3f at timestep %d", kept.mean_reward, kept.timesteps)
+            return
+        log.info("dropping the best model at timestep %d: past the checkpoint resumed from (%d)", manifest.step, step)
+        self.storage.delete([self.layout.best.join(MANIFEST_NAME)])
+        self.reporter.set_best(None)
+
     def _run_evaluation(self, evaluation: EvaluationConfig) -> EpisodeStats:
         eval_env = self._evaluation_env()
         train_env = self.model.get_env()
@@ -595,6 +657,8 @@ class Trainer:
             self.model.logger.record("eval/std_reward", self.last_evaluation.std_reward)
         history, data = self.layout.eval.join(EVALUATIONS_NAME), json.dumps(self.evaluations).encode()
         self.uploader.submit(EVALUATION_UPLOADS, str(history), lambda storage: storage.put_bytes(history, data))
+        if self._model is not None and self.best.offer(self.last_evaluation):
+            self.save_best(self.last_evaluation)
         log.info(
             "evaluation at %d: %.3f +/- %.3f",
             stats.timesteps,

@@ -206,6 +206,18 @@ class Uploader:
         with self._cond:
             return self._replace_queued(key, by=by)
 
+    def wait(self, key: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no upload of ``key`` is queued or in progress (the
+        run's last words must include it: the best model before the final report); whether none is."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while any(job.key == key for job in self._pending()) and not self._stopped:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return not any(job.key == key for job in self._pending())
+
     def blocking(self, timeout: float, *, supersede: Iterable[str] = ()) -> Storage:
         """A :class:`Storage` whose calls run on the worker, after the upload in progress, with
         retries, and raise :class:`StorageError` once ``timeout`` seconds (from now, for all

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubegym_api.storage import S3Storage
-from kubegym_api.trainingrun import RunArtifacts
+from kubegym_api.trainingrun import BEST_FOLDER, RunArtifacts
 
 #: On a TrainingRun's Job: ``s3://<bucket>/<prefix>/``, the folder its runner writes (survives a
 #: status write lost between the Job's creation and the status patch).
 ARTIFACTS_ANNOTATION = "kubegym.io/artifacts"
 #: The folders a run's runner writes directly under its prefix (how a URI is told to be in the old layout).
-RUN_FOLDERS = ("checkpoints", "final", "eval")
+RUN_FOLDERS = ("checkpoints", "final", BEST_FOLDER, "eval")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ArtifactLocation:
         return f"s3://{self.bucket}/{self.prefix}/"
 
     def contains(self, uri: str) -> bool:
-        """Whether ``uri`` names one of the folders the run's runner writes (checkpoints, final, eval)."""
+        """Whether ``uri`` names one of the folders the run's runner writes (checkpoints, final, best, eval)."""
         rest = uri.removeprefix(self.uri) if uri.startswith(self.uri) else None
         return rest is not None and rest.split("/", 1)[0] in RUN_FOLDERS
 
@@ -93,10 +93,11 @@ def recorded_location(run: Mapping[str, Any]) -> ArtifactLocation | None:
 
 
 def reported_uris(run: Mapping[str, Any]) -> list[str]:
-    """The URIs the run's runner reported: its newest checkpoint and its final model."""
+    """The URIs the run's runner reported: its newest checkpoint, its best and its final model."""
     status = run.get("status") or {}
     found = [
         ((status.get("checkpoints") or {}).get("latestUri")),
+        ((status.get("best") or {}).get("uri")),
         ((status.get("result") or {}).get("modelUri")),
     ]
     return [uri for uri in found if isinstance(uri, str) and uri]

@@ -8,8 +8,12 @@ training, so a Job per model would mostly add pod start-up (importing torch) and
 A model that cannot be evaluated fails its own entries, not the Job. The cost: models are
 evaluated one after the other; for very large Benchmarks, split them.
 
-Models given by ``trainingRunRef`` resolve to that run's final model only once it has
-succeeded; until then the Benchmark waits (condition ModelsReady=False) and no Job exists.
+Models given by ``trainingRunRef`` resolve to the model their ``checkpoint`` chooses (final by
+default, best, latest) only once the run has succeeded; until then the Benchmark waits (condition
+ModelsReady=False) and no Job exists. A run that succeeded without the chosen model (``best`` of a
+run without periodic evaluation) fails the Benchmark at once (ModelNotAvailable, naming the model,
+the run and the choice): waiting would never help, and the other models' ranking without it
+would not be the comparison asked for.
 
 The pod is the TrainingRun runner's (``restricted`` Pod Security, read-only root filesystem,
 credentials minted for it or by ``secretKeyRef``), with ``evaluate`` as its command and an
@@ -29,14 +33,16 @@ from kubegym_api.base import fields_of
 from kubegym_api.benchmark import KIND, PLURAL, BenchmarkSettings, BenchmarkSpec
 from kubegym_api.runnerconfig import BenchmarkModel, EvaluateConfig, RunRef
 from kubegym_api.storage import S3Storage
-from kubegym_api.trainingrun import TrainingRunSpec
+from kubegym_api.trainingrun import ModelSelection, TrainingRunSpec
 from kubegym_operator.builders.artifacts import namespaced_prefix, run_location
 from kubegym_operator.builders.job import (
     COMPONENT_LABEL,
+    MISSING_MODEL,
     QUEUE_LABEL,
     Manifest,
     RenderError,
     minted_credentials,
+    model_uri_of,
     placement,
     runner_env,
     runner_job_spec,
@@ -120,6 +126,14 @@ def final_model_uri(run: Mapping[str, Any], settings: Settings) -> str | None:
     return f"{location.uri}final/"
 
 
+def chosen_model_uri(run: Mapping[str, Any], selection: ModelSelection, settings: Settings) -> str | None:
+    """The model of a succeeded run that ``selection`` names: its final model (see
+    :func:`final_model_uri`), else what its status reports for best or latest, inside its own folder."""
+    if selection == ModelSelection.final:
+        return final_model_uri(run, settings)
+    return model_uri_of(run, selection, settings)
+
+
 def _run_state(run: Mapping[str, Any]) -> str:
     """The run's phase (not its progress: the Benchmark's status changes only when this does)."""
     return str((run.get("status") or {}).get("phase") or "Pending")
@@ -153,11 +167,16 @@ def resolve_models(spec: BenchmarkSpec, runs: Mapping[str, Mapping[str, Any] | N
         if phase != "Succeeded":
             waiting[ref] = _run_state(run)
             continue
-        uri = final_model_uri(run, settings)
+        selection = model.checkpoint or ModelSelection.final
+        uri = chosen_model_uri(run, selection, settings)
         if uri is None:
             return Resolution(
                 None,
-                failure=("ModelNotAvailable", f"model {model.name}: TrainingRun {ref} succeeded but names no model"),
+                failure=(
+                    "ModelNotAvailable",
+                    f"model {model.name}: TrainingRun {ref} succeeded with {MISSING_MODEL[selection]} "
+                    f"(checkpoint: {selection})",
+                ),
             )
         algorithm = model.algorithm or (run.get("spec") or {}).get("algorithm")
         resolved.append(BenchmarkModel(name=model.name, uri=uri, algorithm=algorithm))

@@ -188,8 +188,9 @@ def render_benchmark(
     """A final Benchmark of some of the Experiment's runs, owned by the Experiment.
 
     ``runs`` pairs each run's name with the checkpoint to evaluate: ``None`` for a run that
-    succeeded (the Benchmark takes its final model through ``trainingRunRef``), the latest
-    checkpoint's URI for a run stopped early. The environment is the template's, minus the
+    succeeded (the Benchmark takes its model through ``trainingRunRef``, with ``checkpoint`` as
+    ``spec.benchmark.checkpoint`` says), a model's URI for a run stopped early
+    (:func:`~kubegym_operator.builders.experiment_status.stopped_run_model`). The environment is the template's, minus the
     training-only settings (parallel copies, vectorisation, normalisation, which travels with
     the model's VecNormalize statistics).
     """
@@ -200,7 +201,10 @@ def render_benchmark(
     models: list[Manifest] = []
     for run, checkpoint in runs:
         if checkpoint is None:
-            models.append({"name": run, "trainingRunRef": {"name": run}})
+            model: Manifest = {"name": run, "trainingRunRef": {"name": run}}
+            if spec.benchmark.checkpoint is not None:
+                model["checkpoint"] = str(spec.benchmark.checkpoint)
+            models.append(model)
         else:
             models.append({"name": run, "uri": checkpoint, "algorithm": template.get("algorithm")})
     bench_spec: Manifest = {

@@ -26,6 +26,7 @@ from kubegym_api.benchmark import MAX_MODELS
 from kubegym_api.experiment import DONE_RUN_PHASES, Direction, ObjectiveMetric, RunPhase
 from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_api.status import TERMINAL_PHASES, Phase
+from kubegym_api.trainingrun import ModelSelection
 from kubegym_operator.builders import status as run_status
 from kubegym_operator.builders.artifacts import recorded_location
 from kubegym_operator.builders.cost import sum_costs
@@ -84,6 +85,8 @@ class ChildView:
     last_evaluation: float | None = None
     final_reward: float | None = None
     latest_checkpoint: str | None = None
+    #: Its best model by periodic evaluation (``status.best.uri``), if in its own folder.
+    best_model: str | None = None
     #: Its recent throughput (``status.progress.stepsPerSecond``).
     steps_per_second: float | None = None
     #: Its ``status.cost`` as the API shows it (summed into the Experiment's).
@@ -124,6 +127,7 @@ def view(child: Obj) -> ChildView:
         last_evaluation=_float((progress.get("lastEvaluation") or {}).get("meanReward")),
         final_reward=_float((st.get("result") or {}).get("meanReward")),
         latest_checkpoint=_own_checkpoint(child),
+        best_model=_own_uri(child, ((st.get("best") or {}).get("uri"))),
         steps_per_second=_float(progress.get("stepsPerSecond")),
         cost=st.get("cost") if isinstance(st.get("cost"), Mapping) else None,
     )
@@ -132,11 +136,23 @@ def view(child: Obj) -> ChildView:
 def _own_checkpoint(child: Obj) -> str | None:
     """The run's newest checkpoint as its runner reported it, if it lies in the run's own folder
     (``status.artifacts``; a run from before it was recorded is taken at its word)."""
-    uri = ((child.get("status") or {}).get("checkpoints") or {}).get("latestUri")
+    return _own_uri(child, ((child.get("status") or {}).get("checkpoints") or {}).get("latestUri"))
+
+
+def _own_uri(child: Obj, uri: Any) -> str | None:
+    """``uri`` as the run's runner reported it, if it lies in the run's own folder."""
     location = recorded_location(child)
     if not isinstance(uri, str) or not uri or (location is not None and not location.contains(uri)):
         return None
     return uri
+
+
+def stopped_run_model(child: ChildView, selection: ModelSelection | None) -> str | None:
+    """The model a final Benchmark evaluates of a run stopped early (it has no final model): its best
+    for ``best`` when it kept one, else its newest checkpoint."""
+    if selection == ModelSelection.best and child.best_model is not None:
+        return child.best_model
+    return child.latest_checkpoint
 
 
 def run_phase(child: ChildView) -> RunPhase:

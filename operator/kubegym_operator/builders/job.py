@@ -27,7 +27,7 @@ from kubegym_api.pyliteral import LiteralError
 from kubegym_api.runnerconfig import EvaluateConfig, RunRef, TrainConfig, dump_config
 from kubegym_api.storage import S3Storage
 from kubegym_api.tracking import CREDENTIAL_ENV, MlflowRunConfig, RunIdentity
-from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, TrainingRunSpec
+from kubegym_api.trainingrun import KIND, PLURAL, AgentSpec, CheckpointPolicy, ModelSelection, TrainingRunSpec
 from kubegym_api.workload import Resources, Scheduling, Toleration
 from kubegym_operator.builders import credentials
 from kubegym_operator.builders.artifacts import ARTIFACTS_ANNOTATION, ArtifactLocation, run_location
@@ -104,19 +104,46 @@ def storage_of(spec: TrainingRunSpec, settings: Settings) -> S3Storage:
     return settings.default_storage
 
 
-def checkpoint_uri_of(run: Mapping[str, Any], settings: Settings) -> str | None:
-    """The newest checkpoint another run reported, for ``resumeFrom.trainingRun``: only one inside
-    that run's own folder (:func:`~kubegym_operator.builders.artifacts.run_location`), since its
-    runner writes the URI and may point it anywhere."""
-    checkpoints = (run.get("status") or {}).get("checkpoints") or {}
-    uri = checkpoints.get("latestUri")
-    if not isinstance(uri, str) or not uri:
+#: Where a run's status reports each model (the runner writes them: progress of its own run).
+_REPORTED_MODEL = {
+    ModelSelection.latest: ("checkpoints", "latestUri"),
+    ModelSelection.best: ("best", "uri"),
+    ModelSelection.final: ("result", "modelUri"),
+}
+
+#: What each choice is, for a message when a run has none (yet).
+MISSING_MODEL = {
+    ModelSelection.latest: "no checkpoint",
+    ModelSelection.best: "no best model (it keeps one only with spec.evaluation, from its first periodic evaluation)",
+    ModelSelection.final: "no final model (it has not finished training)",
+}
+
+
+def reported_model_uri(run: Mapping[str, Any], selection: ModelSelection) -> str | None:
+    """The URI another run's status reports for ``selection``, unchecked (see :func:`model_uri_of`)."""
+    section, key = _REPORTED_MODEL[selection]
+    uri = ((run.get("status") or {}).get(section) or {}).get(key)
+    return uri if isinstance(uri, str) and uri else None
+
+
+def model_uri_of(run: Mapping[str, Any], selection: ModelSelection, settings: Settings) -> str | None:
+    """The model ``selection`` names of another run (``resumeFrom.trainingRun``, a Benchmark's
+    ``trainingRunRef``), as its status reports it: only one inside that run's own folder
+    (:func:`~kubegym_operator.builders.artifacts.run_location`), since its runner writes the URI and
+    may point it anywhere; None when it has none."""
+    uri = reported_model_uri(run, selection)
+    if uri is None:
         return None
     try:
         location = run_location(run, storage_of(parse_spec(run), settings))
     except (RenderError, ValueError):
         return None
     return uri if location.contains(uri) else None
+
+
+def checkpoint_uri_of(run: Mapping[str, Any], settings: Settings) -> str | None:
+    """The newest checkpoint another run reported (``resumeFrom.trainingRun``'s default choice)."""
+    return model_uri_of(run, ModelSelection.latest, settings)
 
 
 def check_literals(hyperparameters: Mapping[str, Any], where: str) -> None:
@@ -175,8 +202,8 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
     folder :func:`~kubegym_operator.builders.artifacts.run_location` gives: the recorded one, in
     its recorded bucket, once there is one).
 
-    ``resume_uri`` is the resolved checkpoint of ``spec.resumeFrom.trainingRun`` (see
-    :func:`checkpoint_uri_of`); the handler looks the other run up, this stays pure.
+    ``resume_uri`` is the resolved model of ``spec.resumeFrom.trainingRun`` (its
+    ``resumeFrom.checkpoint``, see :func:`model_uri_of`); the handler looks the other run up, this stays pure.
     """
     spec = parse_spec(run)
     meta = run["metadata"]
@@ -192,9 +219,11 @@ def build_train_config(run: Mapping[str, Any], settings: Settings, *, resume_uri
         elif resume_uri:
             resume_from = resume_uri
         else:
+            selection = spec.resume_from.checkpoint or ModelSelection.latest
             raise RenderError(
                 "ResumeSourceNotFound",
-                f"TrainingRun {spec.resume_from.training_run!r} has no checkpoint to resume from yet",
+                f"resumeFrom.trainingRun: TrainingRun {spec.resume_from.training_run!r} has "
+                f"{MISSING_MODEL[selection]} to resume from yet (resumeFrom.checkpoint: {selection})",
             )
     return TrainConfig(
         **fields_of(spec, AgentSpec),

@@ -48,6 +48,7 @@ from kubegym_operator.builders.experiment_status import (
     benchmark_chunks,
     decide,
     report_inputs,
+    stopped_run_model,
     view,
 )
 from kubegym_operator.builders.job import RenderError, minted_credentials
@@ -233,11 +234,14 @@ def _apply(
         manifest = render_run(exp, planned_run, suspend=False)
         api.create(manifest)
         log.info("%s/%s: created TrainingRun %s", namespace, name, planned_run.name)
+    checkpoint = planned.spec.benchmark.checkpoint if planned.spec.benchmark is not None else None
     for chunk in actions.create_benchmarks:
         runs = [
             (
                 r.name,
-                None if actions.phases[r.name] == RunPhase.Succeeded else observed.children[r.name].latest_checkpoint,
+                None
+                if actions.phases[r.name] == RunPhase.Succeeded
+                else stopped_run_model(observed.children[r.name], checkpoint),
             )
             for r in chunk.runs
         ]

@@ -16,14 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubegym_api.status import Phase
+from kubegym_api.trainingrun import ModelSelection
 from kubegym_operator.builders.credentials import StorageAccess, access_of
 from kubegym_operator.builders.idle import idle_due
 from kubegym_operator.builders.job import (
     JobUpdate,
     RenderError,
     build_train_config,
-    checkpoint_uri_of,
     minted_credentials,
+    model_uri_of,
     parse_spec,
     plan_job_update,
     render_job,
@@ -68,7 +69,7 @@ class TrainingRunJobs:
                     "ResumeSourceNotFound",
                     f"resumeFrom.trainingRun: TrainingRun {source.training_run!r} not found in {meta['namespace']}",
                 )
-            resume_uri = checkpoint_uri_of(other, self.settings)
+            resume_uri = model_uri_of(other, source.checkpoint or ModelSelection.latest, self.settings)
         job = render_job(owner, self.settings, resume_uri=resume_uri)
         return JobPlan(job, tuple(render_runner_rbac(owner)), storage=self._access(owner, resume_uri))
 

@@ -515,6 +515,17 @@ CASES: list[Case] = [
         run(resumeFrom={"trainingRun": "tr-resume-from-itself"}),
     ),
     Case(
+        "tr-resume-checkpoint-with-uri",
+        rejected("resumeFrom.checkpoint chooses among the models of resumeFrom.trainingRun", "remove checkpoint"),
+        run(resumeFrom={"uri": "s3://kubegym/a/checkpoints/1/", "checkpoint": "best"}),
+        note="issue 15: the URI names the folder itself",
+    ),
+    Case(
+        "tr-resume-checkpoint-unknown",
+        rejected('spec.resumeFrom.checkpoint: Unsupported value: "newest"', '"final", "best", "latest"'),
+        run(resumeFrom={"trainingRun": "other", "checkpoint": "newest"}),
+    ),
+    Case(
         "tr-resume-uri-not-s3",
         rejected("spec.resumeFrom.uri", "s3://"),
         run(resumeFrom={"uri": "https://example.com/model.zip"}),
@@ -719,6 +730,15 @@ CASES: list[Case] = [
         run(resumeFrom={"trainingRun": "no-such-run"}),
     ),
     Case(
+        "tr-resume-best-missing",
+        failed("ResumeSourceNotFound", "TrainingRun 'tr-resume-best-missing-src' has no best model", max_pods=0),
+        lambda name, ctx: [
+            *run(suspend=True)(f"{name}-src", ctx),  # exists, never trains (so never evaluates): no best
+            *run(resumeFrom={"trainingRun": f"{name}-src", "checkpoint": "best"})(name, ctx),
+        ],
+        note="issue 15: the chosen model must exist; the run fails before any Job",
+    ),
+    Case(
         "tr-secret-missing",
         failed("SecretNotFound", "no-such-secret", "fix spec.checkpoint.storage.secretRef"),
         run(checkpoint={"everySteps": 1024, "storage": {"bucket": "kubegym", "secretRef": "no-such-secret"}}),
@@ -753,6 +773,17 @@ CASES: list[Case] = [
         "bm-model-uri-and-ref",
         rejected("set exactly one of uri and trainingRunRef"),
         bench([{**URI_MODEL, "trainingRunRef": {"name": "r"}}]),
+    ),
+    Case(
+        "bm-model-checkpoint-with-uri",
+        rejected("checkpoint chooses among the models of trainingRunRef", "remove checkpoint"),
+        bench([{**URI_MODEL, "checkpoint": "best"}]),
+        note="issue 15: the URI names the model itself",
+    ),
+    Case(
+        "bm-model-checkpoint-unknown",
+        rejected('spec.models[0].checkpoint: Unsupported value: "top"'),
+        bench([{"name": "m", "trainingRunRef": {"name": "r"}, "checkpoint": "top"}]),
     ),
     Case("bm-no-models", rejected("spec.models", "at least 1 items"), bench([])),
     Case("bm-no-seeds", rejected("spec.seeds"), bench(seeds=[])),
@@ -920,6 +951,11 @@ CASES: list[Case] = [
         "exp-early-stopping-without-evaluation",
         rejected("earlyStopping compares evaluation curves"),
         exp(earlyStopping={"minEvaluations": 2}),
+    ),
+    Case(
+        "exp-benchmark-best-without-evaluation",
+        rejected("benchmark.checkpoint best is the model of the best periodic evaluation: set template.evaluation"),
+        exp(benchmark={"episodes": 5, "checkpoint": "best"}),
     ),
     Case(
         "exp-benchmark-objective-without-benchmark",

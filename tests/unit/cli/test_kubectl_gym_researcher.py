@@ -342,3 +342,36 @@ def test_the_experiment_view_has_its_eta_when_the_operator_knows_it() -> None:
         },
     }
     assert f"{status.progress_bar(0.5)}  50%  150/300 steps over all runs  ETA 1m15s" in status.render_experiment(exp)
+
+
+def test_run_view_shows_the_best_model_once_there_is_one() -> None:
+    assert "best:" not in status.render_run(RUN)
+    best = {"uri": "s3://kubegym/r/best/", "step": 30_000, "meanReward": 500.0, "stdReward": 0.0, "episodes": 10}
+    text = status.render_run({**RUN, "status": {**RUN["status"], "best": best}})
+    assert "best: 500.000 +/- 0.000 at step 30,000 (10 episodes) s3://kubegym/r/best/" in text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "folder"),
+    [
+        ("final", "s3://b/r/final/"),
+        ("best", "s3://b/r/best/"),
+        ("latest", "s3://b/r/checkpoints/000000004096/"),
+    ],
+)
+def test_download_takes_the_chosen_model(checkpoint: str, folder: str) -> None:
+    from kubegym_api.trainingrun import ModelSelection
+
+    run: Obj = {
+        "status": {
+            "phase": "Succeeded",
+            "result": {"modelUri": "s3://b/r/final"},
+            "best": {"uri": "s3://b/r/best", "step": 2048, "meanReward": 500.0},
+            "checkpoints": {"latestUri": "s3://b/r/checkpoints/000000004096"},
+        }
+    }
+    assert download.model_folder(run, ModelSelection(checkpoint)) == folder
+    assert download.model_folder({"status": {"phase": "Succeeded"}}, ModelSelection.best) is None
+    args = build_parser().parse_args(["download", "r", "--checkpoint", checkpoint])
+    assert args.checkpoint == checkpoint
+    assert build_parser().parse_args(["download", "r"]).checkpoint == "final"

@@ -42,6 +42,7 @@ TRAINING_RUN: dict[str, Any] = {
             "updateTime": "2026-03-01T12:04:59Z",
         },
         "checkpoints": {"latestStep": 4096, "count": 2},
+        "best": {"uri": "s3://kubegym/r/best", "step": 2048, "meanReward": 150.0},
         "result": {"meanReward": 120.0},
         "cost": {"cpuSeconds": 300.0, "gpuSeconds": 0.0, "measuredCpuSeconds": 251.5, "pods": 1},
     },

@@ -128,6 +128,14 @@ def test_a_free_text_reason_never_becomes_a_label_value() -> None:
 def test_a_finished_run_reports_its_final_reward() -> None:
     got = by_family(object_samples("TrainingRun", run(phase="Succeeded", result={"meanReward": 500.0})))
     assert got["kubegym_trainingrun_final_mean_reward"] == {("research", "cartpole"): 500.0}
+    assert "kubegym_trainingrun_best_mean_reward" not in got  # no periodic evaluation: no best
+
+
+def test_a_run_reports_its_best_evaluation() -> None:
+    best = {"uri": "s3://b/r/best", "step": 3000, "meanReward": 500.0}
+    got = by_family(object_samples("TrainingRun", run(phase="Succeeded", result={"meanReward": 20.5}, best=best)))
+    assert got["kubegym_trainingrun_best_mean_reward"] == {("research", "cartpole"): 500.0}
+    assert got["kubegym_trainingrun_final_mean_reward"] == {("research", "cartpole"): 20.5}
 
 
 def benchmark(**status: Any) -> dict[str, Any]:

@@ -82,6 +82,10 @@ def test_lists_are_keyed_so_duplicates_are_rejected_by_the_api_server() -> None:
 def test_rules() -> None:
     model_rules = SPEC["properties"]["models"]["items"]["x-kubernetes-validations"]
     assert model_rules[0]["rule"] == "has(self.uri) != has(self.trainingRunRef)"
+    assert model_rules[1]["rule"] == "!has(self.checkpoint) || has(self.trainingRunRef)"
+    assert model_rules[1]["fieldPath"] == ".checkpoint" and "remove checkpoint" in model_rules[1]["message"]
+    checkpoint = SPEC["properties"]["models"]["items"]["properties"]["checkpoint"]
+    assert checkpoint["enum"] == ["final", "best", "latest"] and "default" not in checkpoint
     transitions = [r for r in SPEC["x-kubernetes-validations"] if "oldSelf" in r["rule"]]
     frozen = {r["fieldPath"] for r in transitions}
     assert {".models", ".environments", ".episodes", ".seeds", ".nEnvs", ".statistic", ".scheduling"} <= frozen
@@ -123,8 +127,9 @@ def test_episodes_must_be_positive(episodes: int) -> None:
         {**BASE, "nEnvs": 0},
         {**BASE, "models": [{"name": "bad name", "uri": "s3://b/k"}]},
         {**BASE, "models": [{"name": "a", "uri": "https://example.com/model.zip"}]},
+        {**BASE, "models": [{"name": "a", "trainingRunRef": {"name": "r"}, "checkpoint": "top"}]},
     ],
-    ids=["no-models", "no-envs", "no-seeds", "statistic", "n-envs", "model-name", "uri-scheme"],
+    ids=["no-models", "no-envs", "no-seeds", "statistic", "n-envs", "model-name", "uri-scheme", "checkpoint"],
 )
 def test_invalid_specs(spec: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):

@@ -116,6 +116,8 @@ def test_cel_rules_say_what_to_fix() -> None:
     assert any("search.random.trials is required" in m and "trial budget" in m for m in messages)
     assert any("seeds.count" in m and "seeds.values" in m for m in messages)
     assert any("earlyStopping" in m and "template.evaluation" in m for m in messages)
+    assert any("benchmark.checkpoint best" in m and "template.evaluation" in m for m in messages)
+    assert node_at(".spec.benchmark.checkpoint")["enum"] == ["final", "best", "latest"]
     # CEL cannot type the grid's values: its shape is bounded by OpenAPI keywords instead.
     search = node_at(".spec.search")
     assert (search["minProperties"], search["maxProperties"]) == (1, 1)

@@ -78,7 +78,7 @@ def test_printer_columns_read_existing_top_level_fields() -> None:
     columns = {c["name"]: c for c in VERSION["additionalPrinterColumns"]}
     default = [c["name"] for c in VERSION["additionalPrinterColumns"] if not c.get("priority")]
     assert default == ["Phase", "Algorithm", "Env", "Progress%", "Reward", "Age"]
-    assert {"Steps", "Steps/s", "Checkpoint", "Node", "Reason", "Eval"} <= {
+    assert {"Steps", "Steps/s", "Checkpoint", "Node", "Reason", "Eval", "Best"} <= {
         c["name"] for c in VERSION["additionalPrinterColumns"] if c.get("priority") == 1
     }
     json_types = {"integer": "integer", "number": "number", "string": "string"}
@@ -136,6 +136,18 @@ def test_cross_field_rules() -> None:
     assert "'SAC'" in replay and "'PPO'" not in replay
     resume = SPEC["properties"]["resumeFrom"]["x-kubernetes-validations"]
     assert resume[0]["rule"] == "has(self.uri) != has(self.trainingRun)"
+    choice = rule_at(SPEC["properties"]["resumeFrom"], ".checkpoint")
+    assert choice["rule"] == "!has(self.checkpoint) || has(self.trainingRun)"
+    assert choice["reason"] == "FieldValueForbidden" and "remove checkpoint" in choice["message"]
+
+
+def test_the_model_choice_is_one_enum_without_a_schema_default() -> None:
+    checkpoint = SPEC["properties"]["resumeFrom"]["properties"]["checkpoint"]
+    assert checkpoint["enum"] == ["final", "best", "latest"]
+    assert "default" not in checkpoint  # absent means latest; a default would trip the rule beside a uri
+    best = STATUS["properties"]["best"]
+    assert set(best["required"]) == {"uri", "step", "meanReward"}
+    assert {"uri", "step", "meanReward", "stdReward", "episodes"} == set(best["properties"])
 
 
 IMMUTABLE = [
@@ -219,6 +231,7 @@ def test_schema_accepts_a_full_spec() -> None:
         {"checkpoint": {"storage": {"bucket": "abc"}}},  # credentials only via secretRef
         {"checkpoint": {"storage": {"bucket": "abc", "secretRef": "Bad_Name"}}},
         {"resumeFrom": {"uri": "http://not-s3/x"}},
+        {"resumeFrom": {"trainingRun": "other", "checkpoint": "newest"}},
         {"scheduling": {"queueName": "Team A"}},
         {"tracking": {"mlflow": {}}},  # no trackingUri
         {"tracking": {"mlflow": {"trackingUri": "mlflow:5000"}}},  # no scheme
