@@ -50,7 +50,8 @@ from prometheus_client.registry import Collector
 from kubegym_api.status import Phase
 from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.idle import IDLE_CONDITION, last_progress
-from kubegym_operator.builders.status import Event, parse_time
+from kubegym_operator.builders.status import Event
+from kubegym_operator.builders.timestamps import parse_time
 
 log = logging.getLogger("kubegym.metrics")
 

@@ -32,11 +32,10 @@ from kubegym_operator.builders.status import (
     Verdict,
     condition,
     conditions_for,
-    format_time,
     is_terminal,
-    parse_time,
     verdict_of,
 )
+from kubegym_operator.builders.timestamps import format_time, parse_time
 from kubegym_operator.settings import Settings
 
 Obj = Mapping[str, Any]

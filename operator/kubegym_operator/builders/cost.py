@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from kubegym_api.cost import COST_RESOLUTION_SECONDS, MAX_COST_ATTEMPTS, AttemptCost, Cost, CostTotals, ResourceUsage
 from kubegym_operator.builders.job import CONTAINER_NAME, GPU_RESOURCE
+from kubegym_operator.builders.timestamps import parse_time
 
 Obj = Mapping[str, Any]
 
@@ -56,16 +57,6 @@ def _count(quantity: Any) -> int:
         return 0
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def as_of(now: datetime) -> datetime:
     """``now`` rounded down to :data:`COST_RESOLUTION_SECONDS`."""
     epoch = int(now.timestamp())
@@ -90,10 +81,10 @@ def _span(status: Obj) -> tuple[datetime | None, datetime | None]:
     report the Unix epoch as their start: they never ran."""
     state = status.get("state") or {}
     info = state.get("running") or state.get("terminated") or {}
-    start = _time(info.get("startedAt"))
+    start = parse_time(info.get("startedAt"))
     if start is None or start.year <= 1970:
         return None, None
-    return start, _time((state.get("terminated") or {}).get("finishedAt"))
+    return start, parse_time((state.get("terminated") or {}).get("finishedAt"))
 
 
 def attempt_of(pod: Obj) -> AttemptCost | None:

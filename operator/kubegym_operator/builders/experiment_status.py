@@ -32,7 +32,8 @@ from kubegym_operator.builders.artifacts import recorded_location
 from kubegym_operator.builders.cost import sum_costs
 from kubegym_operator.builders.earlystopping import StopDecision, median_stopping
 from kubegym_operator.builders.experiment import Plan, PlanError, PlannedRun
-from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for, format_time
+from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for
+from kubegym_operator.builders.timestamps import format_time
 
 Obj = Mapping[str, Any]
 #: Names the final Benchmark of a chunk (0, 1, ...) of the Experiment's models.

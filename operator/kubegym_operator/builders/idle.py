@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubegym_api.status import Phase
 from kubegym_operator.builders.cost import attempt_of
+from kubegym_operator.builders.timestamps import parse_time
 
 Obj = Mapping[str, Any]
 
@@ -40,25 +41,15 @@ class IdleReason:
     IDLE_TIMEOUT = "IdleTimeout"
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def last_progress(status: Obj, pods: Sequence[Obj] = ()) -> datetime | None:
     """The latest sign of progress of a run: the runner's last progress report, the run's latest
     transition to Running, or the start of a runner container in ``pods``, whichever is latest
     (a new attempt starts the clock again). None when there is none."""
-    moments = [_time((status.get("progress") or {}).get("updateTime"))]
+    moments = [parse_time((status.get("progress") or {}).get("updateTime"))]
     if status.get("phase") == Phase.Running.value:
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Running" and cond.get("status") == "True":
-                moments.append(_time(cond.get("lastTransitionTime")))
+                moments.append(parse_time(cond.get("lastTransitionTime")))
     for pod in pods:
         entry = attempt_of(pod)
         if entry is not None and entry.end_time is None:

@@ -34,7 +34,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kubegym_api.exitcodes import EXIT_INFRA_ERROR, EXIT_STORAGE_ERROR, EXIT_USER_ERROR
@@ -45,6 +45,7 @@ from kubegym_operator.builders.artifacts import artifacts_status, recorded_locat
 from kubegym_operator.builders.idle import IDLE_CONDITION, Idleness, IdleReason, idleness
 from kubegym_operator.builders.job import CONTAINER_NAME, QUEUE_LABEL, RenderError, parse_spec, storage_of
 from kubegym_operator.builders.naming import training_job_name
+from kubegym_operator.builders.timestamps import format_time, parse_time
 from kubegym_operator.settings import Settings
 
 Obj = Mapping[str, Any]
@@ -178,23 +179,6 @@ class StatusUpdate:
     def events(self) -> list[Event]:
         """Every Event to record, in order."""
         return [e for e in (self.idle_event, self.event, self.storage_event, self.tracking_event) if e is not None]
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes timestamps."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _tail(text: str | None) -> str:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubegym_operator.builders.job import render_job as render_training_job
-from kubegym_operator.builders.status import format_time
+from kubegym_operator.builders.timestamps import format_time
 from kubegym_operator.settings import Settings
 from kubegym_operator.watched import JOB_NAME_LABEL
 

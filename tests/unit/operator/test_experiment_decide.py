@@ -26,7 +26,8 @@ from kubegym_operator.builders.experiment_status import (
     run_phase,
     view,
 )
-from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, format_time
+from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION
+from kubegym_operator.builders.timestamps import format_time
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=60)

@@ -9,13 +9,8 @@ import pytest
 
 from kubegym_api.finalreport import FinalReport, final_report_message
 from kubegym_api.trainingrun import CheckpointStatus, TrainingResult, TrainingRunStatus
-from kubegym_operator.builders.status import (
-    StatusUpdate,
-    compute_status,
-    failed_status,
-    format_time,
-    is_terminal,
-)
+from kubegym_operator.builders.status import StatusUpdate, compute_status, failed_status, is_terminal
+from kubegym_operator.builders.timestamps import format_time
 from kubegym_operator.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
