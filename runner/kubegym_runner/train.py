@@ -485,8 +485,14 @@ class Trainer:
         if model_path is None:
             env.close()
             raise UserError(f"{start.checkpoint.folder} has no {MODEL_NAME}")
+        # From another run's model (resumeFrom: fine-tuning, a PBT member copying another), this
+        # run's hyperparameters apply to it: SB3 sets them before it builds the model's schedules
+        # and buffers again. Its own checkpoint was saved with them already.
+        overrides = {} if start.own else dict(plan.hyperparameters)
         try:
-            model = load_algorithm(plan.algorithm, model_path, env=env, device=device, print_system_info=False)
+            model = load_algorithm(
+                plan.algorithm, model_path, env=env, device=device, print_system_info=False, **overrides
+            )
         except (*_LOAD_ERRORS, AssertionError, RuntimeError) as e:
             env.close()
             raise UserError(

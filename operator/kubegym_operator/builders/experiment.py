@@ -302,6 +302,13 @@ def _population_plan(exp: Mapping[str, Any], spec: ExperimentSpec, results: Mapp
     search = spec.search.pbt if spec.search is not None else None
     assert search is not None
     total = spec.template.total_timesteps or 0
+    if "policy_kwargs" in search.parameters:
+        raise PlanError(
+            "InvalidSearch",
+            "spec.search.pbt.parameters: policy_kwargs: a member goes on from another member's weights, so the "
+            "network cannot differ between members: search it with search.optuna, or set it in "
+            "template.hyperparameters",
+        )
     perturbed = non_numeric_perturbations(search)
     if perturbed:
         names = ", ".join(perturbed)

@@ -1081,7 +1081,7 @@ CASES: list[Case] = [
         "exp-pbt-perturb-non-numeric",
         failed(
             "InvalidSearch",
-            "spec.search.pbt.parameters: policy_kwargs: Perturb moves a Categorical to a neighbouring number",
+            "spec.search.pbt.parameters: normalize_advantage: Perturb moves a Categorical to a neighbouring number",
             "set explore: Resample",
             max_pods=0,
         ),
@@ -1091,10 +1091,25 @@ CASES: list[Case] = [
                 "pbt": {
                     "population": 2,
                     "interval": 1024,
+                    "parameters": {"normalize_advantage": {"type": "Categorical", "choices": [True, False]}},
+                }
+            },
+        ),
+    ),
+    Case(
+        "exp-pbt-network-explored",
+        failed("InvalidSearch", "policy_kwargs", "the network cannot differ between members", max_pods=0),
+        exp(
+            seeds={"count": 1},
+            search={
+                "pbt": {
+                    "population": 2,
+                    "interval": 1024,
                     "parameters": {
                         "policy_kwargs": {
                             "type": "Categorical",
-                            "choices": ["dict(net_arch=[8])", "dict(net_arch=[64])"],
+                            "choices": ["dict(net_arch=[8])"],
+                            "explore": "Resample",
                         }
                     },
                 }

@@ -130,17 +130,9 @@ def test_explore_perturbs_within_the_range_and_resamples_with_its_probability() 
 
 
 def test_a_resample_only_parameter_is_kept_unless_resampled() -> None:
-    params = {
-        "policy_kwargs": {
-            "type": "Categorical",
-            "choices": ["dict(net_arch=[8])", "dict(net_arch=[64])"],
-            "explore": "Resample",
-        }
-    }
+    params = {"normalize_advantage": {"type": "Categorical", "choices": [True, False], "explore": "Resample"}}
     s = search(parameters=params, resample_probability=0.0)
-    assert explore(s, {"policy_kwargs": "dict(net_arch=[8])"}, random.Random(0)) == {
-        "policy_kwargs": "dict(net_arch=[8])"
-    }
+    assert explore(s, {"normalize_advantage": True}, random.Random(0)) == {"normalize_advantage": True}
 
 
 def test_draw_respects_step_and_log() -> None:
@@ -167,12 +159,21 @@ def test_segments_are_planned_generation_major_each_member_with_its_seed() -> No
 
 
 def test_perturbing_a_non_numeric_choice_is_refused() -> None:
-    params = {"policy_kwargs": {"type": "Categorical", "choices": ["dict(net_arch=[8])", "dict(net_arch=[64])"]}}
+    params = {"normalize_advantage": {"type": "Categorical", "choices": [True, False]}}
     with pytest.raises(PlanError) as e:
         plan(make_experiment(parameters=params))
     assert e.value.reason == "InvalidSearch"
-    assert "policy_kwargs: Perturb moves a Categorical to a neighbouring number" in e.value.message
+    assert "normalize_advantage: Perturb moves a Categorical to a neighbouring number" in e.value.message
     assert "set explore: Resample" in e.value.message
+    params["normalize_advantage"]["explore"] = "Resample"
+    assert plan(make_experiment(parameters=params)).runs
+
+
+def test_the_network_cannot_be_explored() -> None:
+    params = {"policy_kwargs": {"type": "Categorical", "choices": ["dict(net_arch=[8])"], "explore": "Resample"}}
+    with pytest.raises(PlanError) as e:
+        plan(make_experiment(parameters=params))
+    assert e.value.reason == "InvalidSearch" and "the network cannot differ between members" in e.value.message
 
 
 def test_too_many_segments_are_refused() -> None:

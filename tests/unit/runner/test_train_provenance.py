@@ -8,6 +8,7 @@ issue 12: a run of another algorithm in the folder of a deleted one must not res
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -222,8 +223,10 @@ def train(
     total: int = 64,
     env_id: str = "CartPole-v1",
     resume_from: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[int, str]:
-    """Run ``kubegym-runner train``; its exit code and termination message."""
+    """Run ``kubegym-runner train`` (``extra`` hyperparameters over the small defaults); its exit
+    code and termination message."""
     monkeypatch.setattr(storage.Storage, "from_config", lambda config: memory)
     monkeypatch.setattr(progress.KubernetesStatusWriter, "connect", lambda ref: ApiDown())
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -232,6 +235,7 @@ def train(
     hyperparameters: dict[str, Any] = {"n_steps": 16}
     if algorithm is Algorithm.PPO:
         hyperparameters.update(batch_size=32, n_epochs=1)
+    hyperparameters.update(extra or {})
     config = TrainConfig(
         algorithm=algorithm,
         environment=EnvironmentConfig(id=env_id, n_envs=2),
@@ -427,6 +431,54 @@ def test_resume_from_a_fitting_checkpoint_of_another_run(monkeypatch: pytest.Mon
     heirs = manifests(memory, "p/ns/heir/uid-heir")
     assert heirs and all(m["runUid"] == "uid-heir" for m in heirs.values())
     assert S3Uri(BUCKET, "p/ns/source/uid-src/final/manifest.json").key in {k for (_, k) in memory.objects}
+
+
+def _saved_data(memory: MemoryStorage, key: str) -> dict[str, Any]:
+    with zipfile.ZipFile(io.BytesIO(memory.objects[(BUCKET, key)])) as archive:
+        return dict(json.loads(archive.read("data")))
+
+
+@pytest.mark.usefixtures("signal_handlers")
+def test_a_run_resumed_from_another_runs_model_trains_with_its_own_hyperparameters(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What a PBT member does when it copies another: the weights come from the source, the
+    hyperparameters from the run's own spec; the network must fit."""
+    memory = MemoryStorage()
+    assert train(monkeypatch, tmp_path, memory, prefix="p/ns/src/uid-src", uid="uid-src", total=64)[0] == 0
+    code, message = train(
+        monkeypatch,
+        tmp_path,
+        memory,
+        prefix="p/ns/heir/uid-heir",
+        uid="uid-heir",
+        total=96,
+        resume_from="s3://kubegym/p/ns/src/uid-src/final/",
+        extra={"learning_rate": 0.0123, "n_epochs": 3, "gae_lambda": 0.8},
+    )
+    assert code == 0, message
+    source = _saved_data(memory, "p/ns/src/uid-src/final/model.zip")
+    heir = _saved_data(memory, "p/ns/heir/uid-heir/final/model.zip")
+
+    def rate(value: Any) -> Any:  # a constant schedule is saved as its object, with its value beside
+        return value["val"] if isinstance(value, dict) else value
+
+    assert (rate(source["learning_rate"]), source["n_epochs"], source["gae_lambda"]) == (0.0003, 1, 0.95)
+    assert (rate(heir["learning_rate"]), heir["n_epochs"], heir["gae_lambda"]) == (0.0123, 3, 0.8)
+    assert heir["num_timesteps"] == 96
+
+    code, message = train(
+        monkeypatch,
+        tmp_path,
+        memory,
+        prefix="p/ns/wide/uid-wide",
+        uid="uid-wide",
+        total=96,
+        resume_from="s3://kubegym/p/ns/src/uid-src/final/",
+        extra={"policy_kwargs": {"net_arch": [8]}},
+    )
+    assert code == 42, "a network of another shape cannot take the source's weights"
+    assert "policy kwargs" in message.lower(), message
 
 
 def test_an_upload_records_the_archives_spaces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
