@@ -771,6 +771,13 @@ class ExperimentReportFiles(Model):
         default=None, description="Evaluation return against timesteps: mean and CI band per configuration."
     )
     final_scores_png: str | None = Field(default=None, description="Run scores and the statistic with its CI.")
+    population_png: str | None = Field(
+        default=None,
+        description="PBT: each member's evaluation curve across its segments, and its hyperparameter schedules.",
+    )
+    lineage_csv: str | None = Field(
+        default=None, description="PBT: every segment of every member: what it copied, from where, with what."
+    )
     report_json: str | None = Field(default=None, description="Index: settings, aggregates, best, versions.")
     statistic: Statistic | None = Field(default=None, description="Statistic of the aggregates.")
     confidence_level: float | None = Field(default=None, description="Coverage of the intervals.")

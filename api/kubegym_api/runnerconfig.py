@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from kubegym_api import GROUP, VERSION
 from kubegym_api.base import Algorithm, Model, Seed
 from kubegym_api.benchmark import MAX_MODELS, BenchmarkEnvironments, BenchmarkSettings
-from kubegym_api.experiment import Objective
+from kubegym_api.experiment import MemberStatus, Objective
 from kubegym_api.storage import S3Storage
 from kubegym_api.tracking import MlflowRunConfig
 from kubegym_api.trainingrun import AgentSpec, CheckpointPolicy
@@ -145,6 +145,8 @@ class ExperimentReportConfig(BootstrapSettings):
     runs: list[ReportRun] = Field(min_length=1)
     #: Key prefixes of the final Benchmarks (their ``report/episodes.csv`` are read), if any.
     benchmark_prefixes: list[str] = Field(default_factory=list)
+    #: A PBT population's lineage (the report plots its curves and hyperparameter schedules).
+    population: list[MemberStatus] = Field(default_factory=list)
     storage: S3Storage
     #: Key prefix of the Experiment's own artifacts (``<prefix>/<namespace>/experiments/<name>``).
     run_prefix: str

@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from kubegym_api.base import Statistic
-from kubegym_api.experiment import BestConfiguration, ConfigurationResult, Direction, Objective, ObjectiveMetric
+from kubegym_api.experiment import (
+    BestConfiguration,
+    ConfigurationResult,
+    Direction,
+    MemberStatus,
+    Objective,
+    ObjectiveMetric,
+)
 from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_runner import stats
 from kubegym_runner.report import rounded
@@ -401,6 +408,71 @@ def final_scores_png(
         fontsize=10,
     )
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def lineage_table(population: Sequence[MemberStatus]) -> pd.DataFrame:
+    """Every segment of every PBT member, one row each: where it started, from what, with what."""
+    rows = []
+    for member in population:
+        for step in member.lineage:
+            rows.append(
+                {
+                    "member": member.member,
+                    "seed": member.seed,
+                    "generation": step.generation,
+                    "step": step.step,
+                    "run": step.run,
+                    "source": step.source,
+                    "copied_from": step.copied_from,
+                    "score": step.score,
+                    **{f"hp.{k}": _cell(v) for k, v in sorted(step.hyperparameters.items())},
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def population_png(curves: pd.DataFrame, population: Sequence[MemberStatus], title: str) -> bytes:
+    """Top: each member's evaluation curve over its segments, a dot where it copied another member.
+    Below: one panel per numeric hyperparameter, each member's value against timesteps (its schedule)."""
+    plt = _pyplot()
+    names = sorted(
+        {
+            k
+            for m in population
+            for s in m.lineage
+            for k, v in s.hyperparameters.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+    )
+    fig, axes = plt.subplots(1 + len(names), 1, figsize=(8, 3.2 * (1 + len(names))), sharex=True, squeeze=False)
+    ax = axes[0][0]
+    for member in population:
+        runs = [s.run for s in member.lineage]
+        points = curves[curves["run"].isin(runs)].sort_values("timesteps")
+        (line,) = ax.plot(points["timesteps"], points["mean_reward"], label=member.member, marker=".", markersize=3)
+        for s in member.lineage:
+            if s.copied_from is not None:
+                ax.axvline(s.step, color=line.get_color(), alpha=0.25, linestyle=":")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(f"{title}: the population (dotted: a member copied another)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best", ncol=2)
+    for i, name in enumerate(names, start=1):
+        ax = axes[i][0]
+        for member in population:
+            steps = [s.step for s in member.lineage]
+            values = [s.hyperparameters.get(name) for s in member.lineage]
+            ax.step(steps, values, where="post", label=member.member)
+        ax.set_ylabel(name, fontsize=8)
+        ax.grid(alpha=0.3)
+        values = [s.hyperparameters.get(name) for m in population for s in m.lineage]
+        positive = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+        if len(positive) == len(values) and max(positive) / min(positive) > 20:
+            ax.set_yscale("log")
+    axes[-1][0].set_xlabel("timesteps")
     fig.tight_layout()
     return _png(fig)
 

@@ -45,8 +45,13 @@ FILES = {
     "curves_csv": ("curves.csv", "text/csv"),
     "learning_curves_png": ("learning_curves.png", "image/png"),
     "final_scores_png": ("final_scores.png", "image/png"),
+    # A PBT population's only:
+    "lineage_csv": ("lineage.csv", "text/csv"),
+    "population_png": ("population.png", "image/png"),
     "report_json": ("report.json", "application/json"),
 }
+#: The files only a PBT population's report has.
+POPULATION_FILES = frozenset({"lineage_csv", "population_png"})
 
 
 def _json(storage: Storage, uri: S3Uri) -> Any:
@@ -168,8 +173,9 @@ def build_report(config: ExperimentReportConfig, storage: Storage) -> tuple[Outc
     best = analysis.best_of(results)
     curves = analysis.curves_table(runs)
     folder = S3Uri(bucket, config.run_prefix.strip("/")).join(REPORT_FOLDER)
+    written = [key for key in FILES if config.population or key not in POPULATION_FILES]
     files = ExperimentReportFiles(
-        **{key: str(folder.join(name)) for key, (name, _) in FILES.items()},
+        **{key: str(folder.join(FILES[key][0])) for key in written},
         statistic=config.objective.statistic,
         confidence_level=settings.confidence,
         method=settings.method,
@@ -187,10 +193,14 @@ def build_report(config: ExperimentReportConfig, storage: Storage) -> tuple[Outc
             table, config.configurations, results, config.objective, settings, config.experiment
         ),
     }
+    if config.population:
+        blobs["lineage_csv"] = analysis.csv_bytes(analysis.lineage_table(config.population))
+        blobs["population_png"] = analysis.population_png(curves, config.population, config.experiment)
     document = {
         "experiment": config.experiment,
         "objective": _dump(config.objective),
         "configurations": [_dump(c) for c in config.configurations],
+        "population": [_dump(m) for m in config.population],
         "results": [_dump(r) for r in results],
         "best": _dump(best) if best else None,
         "report": _dump(files),
@@ -206,7 +216,8 @@ def write_files(storage: Storage, files: ExperimentReportFiles, blobs: Mapping[s
     """Data first, plots next, the index last: a reader that finds report.json finds the rest."""
     for key, (_, content_type) in FILES.items():
         uri = getattr(files, key)
-        storage.put_bytes(S3Uri.parse(uri), blobs[key], content_type)
+        if uri is not None:
+            storage.put_bytes(S3Uri.parse(uri), blobs[key], content_type)
     log.info("report in %s", S3Uri.parse(str(files.report_json)).key.rsplit("/", 1)[0])
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubegym_api import GROUP, VERSION
 from kubegym_api.envvars import CONFIG_ENV
-from kubegym_api.experiment import PLURAL, ExperimentSpec
+from kubegym_api.experiment import PLURAL, ExperimentSpec, MemberStatus
 from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunRef, dump_config
 from kubegym_api.storage import S3Storage
 from kubegym_api.workload import Resources
@@ -78,8 +78,10 @@ def build_report_config(
     runs: Sequence[ReportRun],
     benchmarks: Sequence[str],
     settings: Settings,
+    population: Sequence[MemberStatus] = (),
 ) -> ExperimentReportConfig:
-    """What the report Job reads and where it writes; raises RenderError without storage."""
+    """What the report Job reads and where it writes (with a PBT ``population``'s lineage); raises
+    RenderError without storage."""
     meta = exp["metadata"]
     storage = report_storage(spec, settings)
     return ExperimentReportConfig(
@@ -88,6 +90,7 @@ def build_report_config(
         configurations=list(configurations),
         runs=list(runs),
         benchmark_prefixes=[benchmark_prefix(storage, meta["namespace"], name) for name in benchmarks],
+        population=list(population),
         storage=storage,
         run_prefix=experiment_prefix(storage, meta["namespace"], meta["name"]),
         report_to=RunRef(group=GROUP, version=VERSION, plural=PLURAL, namespace=meta["namespace"], name=meta["name"]),

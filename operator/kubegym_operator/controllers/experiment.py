@@ -23,7 +23,7 @@ import math
 from datetime import datetime, timedelta
 
 from kubegym_api.benchmark import MAX_MODELS
-from kubegym_api.experiment import RunPhase
+from kubegym_api.experiment import MemberStatus, RunPhase
 from kubegym_api.runnerconfig import ExperimentReportConfig
 from kubegym_api.status import TERMINAL_PHASES
 from kubegym_operator import metrics
@@ -47,6 +47,7 @@ from kubegym_operator.builders.experiment_status import (
     Reason,
     benchmark_chunks,
     decide,
+    population_status,
     report_inputs,
     segment_results,
     stopped_run_model,
@@ -329,4 +330,7 @@ def _report_config(
         return run_location(child, storage).prefix
 
     configurations, runs = report_inputs(planned, actions.phases, observed.children, benchmarked, prefix_of)
-    return build_report_config(exp, planned.spec, configurations, runs, [c.name for c in chunks], settings)
+    population = [MemberStatus.model_validate(m) for m in population_status(planned, observed.children)]
+    return build_report_config(
+        exp, planned.spec, configurations, runs, [c.name for c in chunks], settings, population=population
+    )

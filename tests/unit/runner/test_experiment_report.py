@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from kubegym_api.base import Statistic
-from kubegym_api.experiment import Direction, Objective, ObjectiveMetric
+from kubegym_api.experiment import Direction, MemberStatus, Objective, ObjectiveMetric
 from kubegym_api.runnerconfig import ExperimentReportConfig, ReportConfiguration, ReportRun, RunOutcome
 from kubegym_api.storage import S3Storage
 from kubegym_runner import analysis, stats, study
@@ -215,7 +215,9 @@ def test_report_writes_every_file_index_last_and_patches_the_status() -> None:
     outcome = study.run_report(config(), storage, writer)
     folder = "runs/lab/experiments/x/report/"
     assert storage.writes[-1] == folder + "report.json"
-    assert sorted(storage.writes) == sorted(folder + name for name, _ in study.FILES.values())
+    assert sorted(storage.writes) == sorted(
+        folder + name for key, (name, _) in study.FILES.items() if key not in study.POPULATION_FILES
+    )
     (body,) = writer.bodies
     st = body["status"]
     assert [r["configuration"] for r in st["results"]] == ["c1", "c0"]
@@ -231,6 +233,70 @@ def test_report_writes_every_file_index_last_and_patches_the_status() -> None:
     index = json.loads(storage.objects[("bkt", folder + "report.json")])
     assert index["best"] == st["best"] and len(index["runs"]) == 6 and "scipy" in index["versions"]
     assert outcome.notes == []
+
+
+def test_a_population_report_plots_the_members_and_tables_their_lineage() -> None:
+    """PBT: the runs as two members' segments, one of which copied the other."""
+    names = [d.run.name for d in RUNS]
+    population = [
+        MemberStatus.model_validate(
+            {
+                "member": "m0",
+                "seed": 0,
+                "lineage": [
+                    {
+                        "generation": 0,
+                        "step": 0,
+                        "run": names[0],
+                        "hyperparameters": {"learning_rate": 1e-4},
+                        "score": 1.0,
+                    },
+                    {
+                        "generation": 1,
+                        "step": 5120,
+                        "run": names[1],
+                        "source": names[3],
+                        "copiedFrom": "m1",
+                        "hyperparameters": {"learning_rate": 1.2e-3},
+                    },
+                ],
+            }
+        ),
+        MemberStatus.model_validate(
+            {
+                "member": "m1",
+                "seed": 1,
+                "lineage": [
+                    {"generation": 0, "step": 0, "run": names[3], "hyperparameters": {"learning_rate": 1e-3}},
+                    {
+                        "generation": 1,
+                        "step": 5120,
+                        "run": names[4],
+                        "source": names[3],
+                        "hyperparameters": {"learning_rate": 1e-3},
+                    },
+                ],
+            }
+        ),
+    ]
+    storage, writer = seeded_storage(), Writer()
+    study.run_report(config(population=population), storage, writer)
+    folder = "runs/lab/experiments/x/report/"
+    assert storage.writes[-1] == folder + "report.json"
+    assert {folder + "lineage.csv", folder + "population.png"} <= set(storage.writes)
+    assert storage.objects[("bkt", folder + "population.png")].startswith(b"\x89PNG")
+    lineage = pd.read_csv(io.BytesIO(storage.objects[("bkt", folder + "lineage.csv")]))
+    assert list(lineage["member"]) == ["m0", "m0", "m1", "m1"]
+    copied = lineage[lineage["copied_from"].notna()]
+    assert (list(copied["run"]), list(copied["source"]), list(copied["hp.learning_rate"])) == (
+        [names[1]],
+        [names[3]],
+        [1.2e-3],
+    )
+    (body,) = writer.bodies
+    assert body["status"]["report"]["populationPng"] == f"s3://bkt/{folder}population.png"
+    index = json.loads(storage.objects[("bkt", folder + "report.json")])
+    assert [m["member"] for m in index["population"]] == ["m0", "m1"]
 
 
 def test_a_failed_status_write_is_an_infrastructure_error() -> None:
