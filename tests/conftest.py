@@ -135,6 +135,14 @@ class OperatorProcess:
         self.stop()
         self.start()
 
+    def kill(self) -> None:
+        """SIGKILL, no graceful shutdown (as when its node or container dies); :meth:`start` brings
+        up a new process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
