@@ -135,13 +135,13 @@ class OperatorProcess:
         self.stop()
         self.start()
 
-    def kill(self) -> None:
-        """SIGKILL, no graceful shutdown (as when its node or container dies); :meth:`start` brings
-        up a new process."""
+    def kill_and_restart(self) -> None:
+        """SIGKILL, as a node failure or the OOM killer would, then a fresh process."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+        self.start()
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -171,8 +171,152 @@ class RandomSearch(Model):
 GridValues = Annotated[list[Any], Field(min_length=1, max_length=MAX_GRID_VALUES)]
 
 
+class Sampler(enum.StrEnum):
+    """Which Optuna sampler proposes an Experiment's configurations."""
+
+    #: Tree-structured Parzen Estimator (Bergstra et al., 2011): models good and bad
+    #: configurations separately; the default, strong on mixed spaces.
+    TPE = "TPE"
+    #: Gaussian-process Bayesian optimisation: sample-efficient for a few float or integer
+    #: hyperparameters (needs torch where the operator runs).
+    GP = "GP"
+    #: Quasi-Monte Carlo (scrambled Sobol): spreads the trials evenly over the space.
+    QMC = "QMC"
+    #: Independent uniform draws, through Optuna (the baseline the others are judged against).
+    Random = "Random"
+    #: Every combination of Categorical choices, in random order, each once.
+    Grid = "Grid"
+
+
+class ParameterType(enum.StrEnum):
+    """The type of one searched hyperparameter."""
+
+    Float = "Float"
+    Int = "Int"
+    Categorical = "Categorical"
+
+
+class SearchParameter(Model):
+    """The range of one hyperparameter in an Optuna search."""
+
+    # CEL cannot see ``choices`` (its items have no type), so whether a Categorical has them and a
+    # Float or Int has none is checked by the model (the operator fails the Experiment with
+    # InvalidSpec), not at apply time; an empty list is refused at apply (minItems).
+    model_config = rules(
+        validation_rule(
+            "self.type == 'Categorical' ? !has(self.low) && !has(self.high) && !has(self.log) && !has(self.step) "
+            ": has(self.low) && has(self.high)",
+            "Float and Int take low and high (and optionally log or step); Categorical takes choices only",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.low) || !has(self.high) || self.low < self.high",
+            "low must be below high",
+            field_path=".low",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.log) || !self.log || !has(self.low) || self.low > 0.0",
+            "a log scale needs low > 0",
+            field_path=".low",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.step) || self.step > 0.0",
+            "step must be above 0",
+            field_path=".step",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.log) || !self.log || !has(self.step)",
+            "log and step exclude each other: a log-scaled range cannot be stepped evenly",
+            field_path=".step",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "self.type != 'Int' || ((!has(self.low) || double(int(self.low)) == self.low) && "
+            "(!has(self.high) || double(int(self.high)) == self.high) && "
+            "(!has(self.step) || double(int(self.step)) == self.step))",
+            "an Int parameter takes whole numbers for low, high and step",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _choices_for_categorical_only(self) -> SearchParameter:
+        if (self.type == ParameterType.Categorical) != (self.choices is not None):
+            raise ValueError("Categorical takes choices; Float and Int take low and high")
+        if self.step is not None and self.step <= 0:
+            raise ValueError("step must be above 0")
+        return self
+
+    type: ParameterType = Field(
+        description="Float (a real number in [low, high]), Int (an integer in [low, high]) or Categorical "
+        "(one of choices)."
+    )
+    low: float | None = Field(default=None, description="Lower bound, included (Float, Int).")
+    high: float | None = Field(default=None, description="Upper bound, included (Float, Int).")
+    log: bool | None = Field(
+        default=None,
+        description="Search in log space (Float, Int; needs low > 0): for learning rates, batch sizes, buffer sizes.",
+    )
+    step: float | None = Field(
+        default=None,
+        description="Discretisation step (Float, Int; not with log): values are low, low+step, ...",
+    )
+    choices: list[Any] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_GRID_VALUES,
+        description="The candidates of a Categorical (any JSON values: numbers, strings, lists such as net_arch).",
+    )
+
+
+class OptunaSearch(Model):
+    """Configurations proposed one after the other by an Optuna sampler, each informed by the scores
+    of the configurations finished before it."""
+
+    model_config = rules(
+        validation_rule(
+            "size(self.parameters) > 0",
+            "search.optuna.parameters is empty: give at least one hyperparameter a range",
+            field_path=".parameters",
+            reason="FieldValueRequired",
+        ),
+        validation_rule(
+            "!has(self.sampler) || self.sampler != 'Grid' || "
+            "self.parameters.all(k, self.parameters[k].type == 'Categorical')",
+            "the Grid sampler needs every parameter Categorical (the grid's points are their choices)",
+            field_path=".sampler",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    sampler: Sampler = Field(
+        default=Sampler.TPE,
+        description="TPE (the default), GP, QMC, Random or Grid; see docs/experiment.md for which to pick.",
+    )
+    trials: int = Field(
+        ge=1,
+        le=MAX_CONFIGURATIONS,
+        description="The trial budget: how many configurations the sampler proposes (each trained with every seed).",
+    )
+    seed: Seed = Field(default=0, description="Seed of the sampler: the same seed and history propose the same.")
+    startup_trials: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_CONFIGURATIONS,
+        description="TPE and GP: configurations drawn at random before the model is used (Optuna's default: "
+        "10 for TPE and GP). Lower it for small budgets.",
+    )
+    parameters: dict[str, SearchParameter] = Field(
+        max_length=MAX_GRID_DIMENSIONS,
+        description="Hyperparameter name (as stable-baselines3 spells it) to its range.",
+    )
+
+
 class SearchSpec(Model):
-    """Which hyperparameter configurations to try: a full grid or a random sample.
+    """Which hyperparameter configurations to try: a full grid, a random sample, or an Optuna sampler.
 
     The grid's values are any JSON, which CEL cannot type, so "exactly one of grid and random"
     and "a non-empty grid" are OpenAPI bounds (properties counts) rather than CEL rules.
@@ -182,8 +326,8 @@ class SearchSpec(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SearchSpec:
-        if (self.grid is None) == (self.random is None):
-            raise ValueError("set exactly one of search.grid and search.random")
+        if [self.grid, self.random, self.optuna].count(None) != 2:
+            raise ValueError("set exactly one of search.grid, search.random and search.optuna")
         return self
 
     grid: dict[str, GridValues] | None = Field(
@@ -192,10 +336,15 @@ class SearchSpec(Model):
         max_length=MAX_GRID_DIMENSIONS,
         description="Hyperparameter name (as stable-baselines3 spells it: learning_rate, n_steps, ...) to the "
         "values to try (at least one name, each with at least one value); every combination is one "
-        "configuration. Values override template.hyperparameters. Exclusive with random.",
+        "configuration. Values override template.hyperparameters. Exclusive with random and optuna.",
     )
     random: RandomSearch | None = Field(
-        default=None, description="Draw `trials` configurations at random. Exclusive with grid."
+        default=None, description="Draw `trials` configurations at random. Exclusive with grid and optuna."
+    )
+    optuna: OptunaSearch | None = Field(
+        default=None,
+        description="Let an Optuna sampler (TPE, GP, QMC, Random, Grid) propose `trials` configurations, "
+        "each from the scores of those finished before it. Exclusive with grid and random.",
     )
 
 
@@ -430,6 +579,15 @@ class ExperimentSpec(Model):
             field_path=".benchmark.checkpoint",
             reason="FieldValueInvalid",
         ),
+        validation_rule(
+            "!has(self.search) || !has(self.search.optuna) || !has(self.objective) || !has(self.objective.metric) "
+            "|| self.objective.metric != 'Benchmark'",
+            "a sampler learns from each configuration's score as its runs finish, and Benchmark scores exist "
+            "only after the final Benchmark: use objective.metric FinalReward, BestEvaluation or MeanEvaluation "
+            "(spec.benchmark may still evaluate the models at the end)",
+            field_path=".objective.metric",
+            reason="FieldValueInvalid",
+        ),
         _immutable("template", optional=False),
         _immutable("seeds", optional=False),
         _immutable("tracking", optional=True),
@@ -553,6 +711,11 @@ class ConfigurationStatus(Model):
     id: str = Field(description="Configuration id (c0, c1, ...), part of its runs' names.")
     summary: str = Field(description="Its hyperparameters in one line.")
     hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What it sets over the template.")
+    score: float | None = Field(
+        default=None,
+        description="An Optuna search's view of it: the objective's statistic over its runs' scores, once every "
+        "run of it is done (what the sampler learns from; the report's results are the final word).",
+    )
 
 
 class Budget(Model):

@@ -5,6 +5,13 @@ recomputes the same runs with the same names and a restarted operator finds the 
 created before. Runs are ordered seed-major (every configuration's first seed, then every
 configuration's second seed, ...): with limited parallelism each configuration gets a first
 result early, which is what early stopping and a person watching need.
+
+An Optuna search (``search.optuna``) is planned the same way, with one difference: its
+configurations ``c0 .. c<trials-1>`` are named up front but proposed one by one as their first run
+is created (:mod:`kubegym_operator.builders.sampling`), so the plan takes the trials already
+proposed, read back from the runs that carry them. Its runs are ordered configuration-major
+(every seed of ``c0``, then of ``c1``, ...), so a configuration is scored, and teaches the
+sampler, as soon as it can be.
 """
 
 from __future__ import annotations
@@ -28,6 +35,15 @@ from kubegym_api.pyliteral import LiteralError
 from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference
+from kubegym_operator.builders.sampling import (
+    TRIAL_ANNOTATION,
+    Trial,
+    TrialError,
+    grid_size,
+    hyperparameters_of,
+    parse_trial,
+    sampler_available,
+)
 
 Manifest = dict[str, Any]
 
@@ -57,6 +73,10 @@ class Configuration:
 
     id: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    #: An Optuna search's trial that proposed it; None for grid, random and the template.
+    trial: Trial | None = None
+    #: False for an Optuna search's configuration not proposed yet (its hyperparameters unknown).
+    proposed: bool = True
 
     @property
     def summary(self) -> str:
@@ -158,7 +178,7 @@ def configurations_of(spec: ExperimentSpec) -> list[Configuration]:
     elif search.random is not None:
         raw = random_configurations(search.random)
     else:
-        raise PlanError("InvalidSearch", "set exactly one of search.grid and search.random")
+        raise PlanError("InvalidSearch", "set exactly one of search.grid, search.random and search.optuna")
     return [Configuration(f"c{i}", hp) for i, hp in enumerate(raw)]
 
 
@@ -182,6 +202,8 @@ def check_hyperparameter_names(spec: ExperimentSpec) -> None:
         sources.append(("spec.search.grid", list(spec.search.grid)))
     if spec.search is not None and spec.search.random is not None:
         sources.append(("spec.search.random.parameters", list(spec.search.random.parameters)))
+    if spec.search is not None and spec.search.optuna is not None:
+        sources.append(("spec.search.optuna.parameters", list(spec.search.optuna.parameters)))
     problems = [
         _unknown_name_message(where, name, algorithm, allowed)
         for where, names in sources
@@ -199,6 +221,10 @@ def check_hyperparameter_literals(spec: ExperimentSpec, configurations: Sequence
         parse_hyperparameters(spec.template.hyperparameters, "spec.template.hyperparameters")
         for config in configurations:
             parse_hyperparameters(config.hyperparameters, f"spec.search (configuration {config.id})")
+        optuna = spec.search.optuna if spec.search is not None else None
+        for name, parameter in sorted((optuna.parameters if optuna is not None else {}).items()):
+            for i, choice in enumerate(parameter.choices or []):
+                parse_hyperparameters({name: choice}, f"spec.search.optuna.parameters.{name}.choices[{i}]")
     except LiteralError as e:
         raise PlanError("InvalidHyperparameters", str(e)) from e
 
@@ -220,14 +246,81 @@ def _check_run_count(configurations: int, seeds: int) -> None:
         )
 
 
-def plan(exp: Mapping[str, Any]) -> Plan:
-    """Configurations and runs of an Experiment, or :class:`PlanError`.
+def _optuna_plan(exp: Mapping[str, Any], spec: ExperimentSpec, trials: Mapping[str, Trial]) -> Plan:
+    """Every configuration of an Optuna search, proposed or not yet, and its runs configuration-major."""
+    search = spec.search.optuna if spec.search is not None else None
+    assert search is not None
+    unavailable = sampler_available(search.sampler)
+    if unavailable:
+        raise PlanError("SamplerUnavailable", unavailable)
+    if search.sampler == "Grid" and search.trials > grid_size(search):
+        raise PlanError(
+            "InvalidSearch",
+            f"search.optuna.trials is {search.trials} but the Grid sampler's grid has {grid_size(search)} points: "
+            "lower trials to at most that, or add choices",
+        )
+    seeds = spec.seeds.resolved()
+    _check_run_count(search.trials, len(seeds))
+    configurations = []
+    for k in range(search.trials):
+        trial = trials.get(f"c{k}")
+        if trial is None:
+            configurations.append(Configuration(f"c{k}", proposed=False))
+        else:
+            configurations.append(Configuration(f"c{k}", hyperparameters_of(search, trial.params), trial=trial))
+    check_hyperparameter_literals(spec, [c for c in configurations if c.proposed])
+    name = exp["metadata"]["name"]
+    runs = [
+        PlannedRun(index=i, name=run_name(name, config.id, seed), configuration=config, seed=seed)
+        for i, (config, seed) in enumerate(itertools.product(configurations, seeds))
+    ]
+    return Plan(spec=spec, configurations=[c for c in configurations if c.proposed], runs=runs)
+
+
+def proposed_trials(exp: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Trial]:
+    """An Optuna search's proposals so far, by configuration id, from the trial its ``runs`` (this
+    Experiment's TrainingRuns, by name) carry; a record edited out of shape is a :class:`PlanError`."""
+    spec = parse_spec(exp)
+    search = spec.search.optuna if spec.search is not None else None
+    if search is None:
+        return {}
+    found: dict[str, Trial] = {}
+    for name, run in sorted(runs.items()):
+        meta = run.get("metadata") or {}
+        config = (meta.get("labels") or {}).get(CONFIGURATION_LABEL)
+        text = (meta.get("annotations") or {}).get(TRIAL_ANNOTATION)
+        if not isinstance(config, str) or not config.startswith("c") or not config[1:].isdigit() or text is None:
+            continue
+        if config in found:
+            continue
+        try:
+            found[config] = parse_trial(search, text, number=int(config[1:]), where=f"TrainingRun {name}")
+        except TrialError as e:
+            raise PlanError(e.reason, e.message) from e
+    return found
+
+
+def with_proposal(planned: Plan, configuration: Configuration) -> Plan:
+    """The plan once ``configuration`` (an Optuna search's, just proposed) is known."""
+    runs = [
+        PlannedRun(r.index, r.name, configuration, r.seed) if r.configuration.id == configuration.id else r
+        for r in planned.runs
+    ]
+    configurations = [c for c in planned.configurations if c.id != configuration.id] + [configuration]
+    return Plan(planned.spec, sorted(configurations, key=lambda c: int(c.id[1:])), runs)
+
+
+def plan(exp: Mapping[str, Any], trials: Mapping[str, Trial] | None = None) -> Plan:
+    """Configurations and runs of an Experiment, or :class:`PlanError`; ``trials`` are an Optuna
+    search's proposals so far, by configuration id (:func:`proposed_trials` reads them from its runs).
 
     A grid's size is checked before it is expanded: the schema allows 32 dimensions of 64 values,
     far more combinations than memory holds, and every reconcile of the Experiment plans again.
     """
     spec = parse_spec(exp)
     check_hyperparameter_names(spec)
+    if spec.search is not None and spec.search.optuna is not None:
+        return _optuna_plan(exp, spec, trials or {})
     seeds = spec.seeds.resolved()
     if spec.search is not None and spec.search.grid is not None:
         _check_run_count(math.prod(len(values) for values in spec.search.grid.values()), len(seeds))
@@ -277,6 +370,8 @@ def render_run(exp: Mapping[str, Any], run: PlannedRun, *, suspend: bool) -> Man
     applied), with the run's seed, the configuration's hyperparameters over the template's, the
     Experiment's tracking (each trial logs as a child run of its parent run) and the suspension the
     Experiment wants."""
+    if not run.configuration.proposed:
+        raise ValueError(f"{run.name}: configuration {run.configuration.id} is not proposed yet")
     spec = copy.deepcopy((exp.get("spec") or {}).get("template") or {})
     tracking = (exp.get("spec") or {}).get("tracking")
     if tracking:
@@ -287,14 +382,10 @@ def render_run(exp: Mapping[str, Any], run: PlannedRun, *, suspend: bool) -> Man
         **copy.deepcopy(run.configuration.hyperparameters),
     }
     spec["suspend"] = suspend
-    return {
-        "apiVersion": API_VERSION,
-        "kind": TRAINING_RUN_KIND,
-        "metadata": child_metadata(
-            exp, run.name, **{CONFIGURATION_LABEL: run.configuration.id, SEED_LABEL: str(run.seed)}
-        ),
-        "spec": spec,
-    }
+    metadata = child_metadata(exp, run.name, **{CONFIGURATION_LABEL: run.configuration.id, SEED_LABEL: str(run.seed)})
+    if run.configuration.trial is not None:
+        metadata["annotations"][TRIAL_ANNOTATION] = run.configuration.trial.annotation()
+    return {"apiVersion": API_VERSION, "kind": TRAINING_RUN_KIND, "metadata": metadata, "spec": spec}
 
 
 def owned_by(obj: Mapping[str, Any], exp: Mapping[str, Any]) -> bool:

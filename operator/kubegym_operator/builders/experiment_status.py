@@ -45,7 +45,15 @@ from kubegym_operator.builders.earlystopping import (
     hyperband_brackets,
     median_stopping,
 )
-from kubegym_operator.builders.experiment import Plan, PlanError, PlannedRun
+from kubegym_operator.builders.experiment import Configuration, Plan, PlanError, PlannedRun, with_proposal
+from kubegym_operator.builders.sampling import (
+    TrialError,
+    TrialRecord,
+    configuration_record,
+    hyperparameters_of,
+    propose,
+    run_score,
+)
 from kubegym_operator.builders.status import EARLY_STOPPED_ANNOTATION, Event, Verdict, conditions_for
 from kubegym_operator.builders.timestamps import format_time
 
@@ -344,6 +352,12 @@ def decide(
             phases[run.name] = run_phase(child)
 
     _schedule(plan, phases, observed, stopping, actions)
+    if spec.search is not None and spec.search.optuna is not None and actions.create_runs:
+        try:
+            plan, actions.create_runs = _propose(plan, phases, children, actions.create_runs)
+        except TrialError as e:
+            failed = Verdict(Phase.Failed.value, e.reason, e.message)
+            return Actions(status=_status(exp, failed, now=now), events=_events(previous, failed))
     for run in actions.create_runs:
         phases[run.name] = RunPhase.Pending
     for name, suspend in actions.set_suspend.items():
@@ -383,6 +397,11 @@ def decide(
     actions.status.update(
         _run_fields(plan, phases, children, broken, stopping, counts, done, total, rungs=rungs, brackets=brackets)
     )
+    if spec.search is not None and spec.search.optuna is not None:
+        scores = {c.id: record.value for c, record in study_history(plan, phases, children)}
+        for entry in actions.status["configurations"]:
+            if scores.get(entry["id"]) is not None:
+                entry["score"] = scores[entry["id"]]
     actions.status["estimatedRemainingSeconds"] = experiment_remaining_seconds(
         verdict.phase, actions.status.get("budget") or {}, children.values(), previous.get("estimatedRemainingSeconds")
     )
@@ -527,6 +546,66 @@ def _schedule(
             actions.set_suspend[run.name] = False
             room -= 1
     actions.create_runs = [r for r in plan.runs if phases[r.name] == RunPhase.Waiting][: max(room, 0)]
+
+
+def study_history(
+    plan: Plan, phases: Mapping[str, RunPhase], children: Mapping[str, ChildView]
+) -> list[tuple[Configuration, TrialRecord]]:
+    """An Optuna search's proposed configurations in trial order, each with its trial's state: running
+    until all its runs are done, then complete with the objective's statistic over their scores."""
+    spec = plan.spec
+    objective = spec.objective
+    out = []
+    for config in sorted(plan.configurations, key=lambda c: int(c.id[1:])):
+        if config.trial is None:
+            continue
+        runs = [r for r in plan.runs if r.configuration.id == config.id]
+        scores = []
+        for run in runs:
+            child = children.get(run.name)
+            if child is None or phases[run.name] not in (RunPhase.Succeeded, RunPhase.EarlyStopped):
+                continue
+            scores.append(
+                run_score(
+                    objective.metric,
+                    objective.direction,
+                    final=child.final_reward,
+                    curve=[r for _, r in child.curve],
+                    stopped_early=phases[run.name] == RunPhase.EarlyStopped,
+                )
+            )
+        done = all(phases[r.name] in DONE_RUN_PHASES for r in runs)
+        out.append((config, configuration_record(config.trial, objective, scores, done)))
+    return out
+
+
+def _propose(
+    plan: Plan, phases: Mapping[str, RunPhase], children: Mapping[str, ChildView], create: Sequence[PlannedRun]
+) -> tuple[Plan, list[PlannedRun]]:
+    """The runs to create with their configurations proposed: each configuration not proposed yet
+    is proposed once, from the history so far (the ones proposed in this round run in it)."""
+    search = plan.spec.search.optuna if plan.spec.search is not None else None
+    assert search is not None
+    out = []
+    for run in create:
+        config = run.configuration
+        if not config.proposed:
+            known = next((c for c in plan.configurations if c.id == config.id), None)
+            if known is None:
+                history = [record for _, record in study_history(plan, phases, children)]
+                trial = propose(search, plan.spec.objective.direction, history)
+                if f"c{trial.number}" != config.id:
+                    raise TrialError(
+                        "TrialLost",
+                        f"configuration {config.id} is next to propose but the study holds {trial.number} trials: "
+                        "the runs of an earlier configuration were deleted, and their proposal with them; "
+                        "create a new Experiment",
+                    )
+                known = Configuration(config.id, hyperparameters_of(search, trial.params), trial=trial)
+                plan = with_proposal(plan, known)
+            config = known
+        out.append(PlannedRun(run.index, run.name, config, run.seed))
+    return plan, out
 
 
 def _training_verdict(counts: Mapping[RunPhase, int], done: int, total: int, *, created: bool) -> Verdict:

@@ -30,7 +30,7 @@ from kubegym_operator import metrics
 from kubegym_operator.apierrors import ApiError
 from kubegym_operator.builders.artifacts import legacy_location, run_location
 from kubegym_operator.builders.credentials import StorageAccess, access_of, refresh_due
-from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, render_run
+from kubegym_operator.builders.experiment import Plan, PlanError, owned_by, plan, proposed_trials, render_run
 from kubegym_operator.builders.experiment_report import (
     benchmark_name,
     build_report_config,
@@ -75,10 +75,19 @@ from kubegym_operator.watched import Kind
 log = logging.getLogger("kubegym.experiment")
 
 
-def _plan(exp: Obj, settings: Settings) -> Plan | PlanError:
-    """The plan, with the storage checked too: a run without storage could never start."""
+def _plan(api: ClusterAPI, exp: Obj, settings: Settings) -> Plan | PlanError:
+    """The plan, with an Optuna search's proposals read back from its runs, and the storage checked
+    too: a run without storage could never start."""
     try:
         planned = plan(exp)
+        if planned.spec.search is not None and planned.spec.search.optuna is not None:
+            namespace = exp["metadata"]["namespace"]
+            runs = {
+                r.name: child
+                for r in planned.runs
+                if (child := api.get(Kind.TRAINING_RUN, namespace, r.name)) is not None and owned_by(child, exp)
+            }
+            planned = plan(exp, proposed_trials(exp, runs))
         report_storage(planned.spec, settings)
     except PlanError as e:
         return e
@@ -190,7 +199,7 @@ def _converge(
     exp = api.get(Kind.EXPERIMENT, namespace, name)
     if exp is None or deleting(exp):
         return None
-    planned = _plan(exp, settings)
+    planned = _plan(api, exp, settings)
     observed = observe(api, exp, planned)
     grace = timedelta(seconds=settings.pending_error_grace_seconds)
 

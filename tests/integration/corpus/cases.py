@@ -1008,7 +1008,88 @@ CASES: list[Case] = [
         rejected('spec.template.algorithm: Unsupported value: "ppo"'),
         exp_template(algorithm="ppo"),
     ),
+    Case(
+        "exp-optuna-empty-categorical",
+        rejected("spec.search.optuna.parameters.gamma.choices", "at least 1"),
+        exp(search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Categorical", "choices": []}}}}),
+    ),
+    Case(
+        "exp-optuna-low-not-below-high",
+        rejected("low must be below high"),
+        exp(search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Float", "low": 0.99, "high": 0.99}}}}),
+    ),
+    Case(
+        "exp-optuna-log-from-zero",
+        rejected("a log scale needs low > 0"),
+        exp(
+            search={
+                "optuna": {
+                    "trials": 2,
+                    "parameters": {"learning_rate": {"type": "Float", "low": 0, "high": 0.01, "log": True}},
+                }
+            }
+        ),
+    ),
+    Case(
+        "exp-optuna-int-fraction",
+        rejected("an Int parameter takes whole numbers"),
+        exp(search={"optuna": {"trials": 2, "parameters": {"n_steps": {"type": "Int", "low": 16.5, "high": 256}}}}),
+    ),
+    Case(
+        "exp-optuna-grid-of-floats",
+        rejected("the Grid sampler needs every parameter Categorical"),
+        exp(
+            search={
+                "optuna": {
+                    "sampler": "Grid",
+                    "trials": 2,
+                    "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}},
+                }
+            }
+        ),
+    ),
+    Case(
+        "exp-optuna-benchmark-objective",
+        rejected("a sampler learns from each configuration's score as its runs finish"),
+        exp(
+            objective={"metric": "Benchmark"},
+            benchmark={"episodes": 5},
+            search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}}}},
+        ),
+    ),
     # --- Experiment: refused by the operator before any run exists -------------------------
+    Case(
+        "exp-optuna-unknown-hyperparameter",
+        failed(
+            "UnknownHyperparameter",
+            "spec.search.optuna.parameters: unknown hyperparameter 'learning_rat' for PPO",
+            "did you mean learning_rate",
+            max_pods=0,
+        ),
+        exp(
+            search={
+                "optuna": {"trials": 2, "parameters": {"learning_rat": {"type": "Float", "low": 1e-4, "high": 1e-3}}}
+            }
+        ),
+    ),
+    Case(
+        "exp-optuna-categorical-without-choices",
+        failed("InvalidSpec", "spec.search.optuna.parameters.gamma", "Categorical takes choices", max_pods=0),
+        exp(search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Categorical"}}}}),
+    ),
+    Case(
+        "exp-optuna-grid-smaller-than-trials",
+        failed("InvalidSearch", "search.optuna.trials is 3 but the Grid sampler's grid has 2 points", max_pods=0),
+        exp(
+            search={
+                "optuna": {
+                    "sampler": "Grid",
+                    "trials": 3,
+                    "parameters": {"gamma": {"type": "Categorical", "choices": [0.9, 0.99]}},
+                }
+            }
+        ),
+    ),
     Case(
         "exp-grid-1e6",
         failed("TooManyRuns", "1000000 configurations x 2 seeds = 2000000 runs", "at most 500", max_pods=0),

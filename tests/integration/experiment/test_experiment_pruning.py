@@ -84,8 +84,7 @@ def test_asha_stops_the_bad_configuration_and_survives_an_operator_kill(
     (good_run,) = track()
     assert good_run["status"].get("phase") == "Running", good_run["status"]
     assert good_run["status"]["progress"]["timesteps"] < BUDGET
-    operator.kill()
-    operator.start()
+    operator.kill_and_restart()
 
     wait_until(
         lambda: track() and status(kube, ns, NAME).get("phase") in ("Succeeded", "Failed"),
