@@ -169,6 +169,8 @@ class RandomSearch(Model):
 
 
 GridValues = Annotated[list[Any], Field(min_length=1, max_length=MAX_GRID_VALUES)]
+#: Most members of a Population-Based Training population.
+MAX_POPULATION = 64
 
 
 class Sampler(enum.StrEnum):
@@ -315,6 +317,83 @@ class OptunaSearch(Model):
     )
 
 
+class Explore(enum.StrEnum):
+    """How PBT explores one hyperparameter when a member copies another."""
+
+    #: Float and Int: multiply by one of perturbFactors (kept in [low, high]); a Categorical of
+    #: numbers: move to a neighbouring choice. With probability resampleProbability, resample.
+    Perturb = "Perturb"
+    #: Draw a fresh value from the range (with probability resampleProbability, else keep it).
+    Resample = "Resample"
+
+
+class PopulationParameter(SearchParameter):
+    """The range of one hyperparameter in Population-Based Training, and how it is explored."""
+
+    explore: Explore = Field(
+        default=Explore.Perturb,
+        description="Perturb (multiply a Float or Int by a perturb factor, move a Categorical of numbers to a "
+        "neighbouring choice) or Resample (draw again from the range). Either resamples with probability "
+        "resampleProbability. A Categorical of non-numbers can only be resampled.",
+    )
+
+
+class PopulationSearch(Model):
+    """Population-Based Training (Jaderberg et al., 2017), synchronous: ``population`` members train
+    side by side; every ``interval`` timesteps the bottom ``quantile`` of them continue from the
+    newest model of a member of the top ``quantile`` with its hyperparameters explored."""
+
+    model_config = rules(
+        validation_rule(
+            "size(self.parameters) > 0",
+            "search.pbt.parameters is empty: give at least one hyperparameter a range to explore",
+            field_path=".parameters",
+            reason="FieldValueRequired",
+        ),
+        validation_rule(
+            "!has(self.perturbFactors) || self.perturbFactors.all(f, f > 0.0)",
+            "perturbFactors multiply a value: each must be above 0",
+            field_path=".perturbFactors",
+            reason="FieldValueInvalid",
+        ),
+    )
+
+    population: int = Field(
+        ge=2,
+        le=MAX_POPULATION,
+        description="Members trained side by side (2 to 64); each starts from a configuration drawn from parameters.",
+    )
+    interval: int = Field(
+        ge=1,
+        description="Timesteps between two exploit-and-explore steps: each member trains this many, then the "
+        "population is ranked (by the objective's metric of each member's last segment).",
+    )
+    quantile: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=0.5,
+        description="Fraction of the population replaced at each step (at least one member): the bottom quantile "
+        "copies a member of the top quantile.",
+    )
+    resample_probability: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="Probability that exploring resamples a value instead of perturbing it.",
+    )
+    perturb_factors: list[float] = Field(
+        default_factory=lambda: [0.8, 1.2],
+        min_length=1,
+        max_length=8,
+        description="The factors a perturbed Float or Int is multiplied by (one drawn at random).",
+    )
+    seed: Seed = Field(default=0, description="Seed of the draws: the same seed and results decide the same.")
+    parameters: dict[str, PopulationParameter] = Field(
+        max_length=MAX_GRID_DIMENSIONS,
+        description="Hyperparameter name (as stable-baselines3 spells it) to its range and how it is explored.",
+    )
+
+
 class SearchSpec(Model):
     """Which hyperparameter configurations to try: a full grid, a random sample, or an Optuna sampler.
 
@@ -326,8 +405,8 @@ class SearchSpec(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SearchSpec:
-        if [self.grid, self.random, self.optuna].count(None) != 2:
-            raise ValueError("set exactly one of search.grid, search.random and search.optuna")
+        if [self.grid, self.random, self.optuna, self.pbt].count(None) != 3:
+            raise ValueError("set exactly one of search.grid, search.random, search.optuna and search.pbt")
         return self
 
     grid: dict[str, GridValues] | None = Field(
@@ -344,7 +423,13 @@ class SearchSpec(Model):
     optuna: OptunaSearch | None = Field(
         default=None,
         description="Let an Optuna sampler (TPE, GP, QMC, Random, Grid) propose `trials` configurations, "
-        "each from the scores of those finished before it. Exclusive with grid and random.",
+        "each from the scores of those finished before it. Exclusive with grid, random and pbt.",
+    )
+    pbt: PopulationSearch | None = Field(
+        default=None,
+        description="Population-Based Training: a population trained in segments of `interval` timesteps, the "
+        "bottom members continuing from the top members' models with explored hyperparameters. Exclusive "
+        "with grid, random and optuna.",
     )
 
 
@@ -588,6 +673,35 @@ class ExperimentSpec(Model):
             field_path=".objective.metric",
             reason="FieldValueInvalid",
         ),
+        validation_rule(
+            "!has(self.search) || !has(self.search.pbt) || "
+            "(has(self.seeds.count) ? self.seeds.count == 1 : size(self.seeds.values) == 1)",
+            "PBT's members each train with a seed of their own (member i: the seed plus i): give one seed; "
+            "to repeat a whole population, create one Experiment per seed",
+            field_path=".seeds",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.search) || !has(self.search.pbt) || !has(self.earlyStopping)",
+            "PBT replaces losing members itself: remove earlyStopping",
+            field_path=".earlyStopping",
+            reason="FieldValueForbidden",
+        ),
+        validation_rule(
+            "!has(self.search) || !has(self.search.pbt) || "
+            "(has(self.template.totalTimesteps) && self.search.pbt.interval < self.template.totalTimesteps)",
+            "PBT needs template.totalTimesteps above search.pbt.interval: the population is ranked every interval",
+            field_path=".search.pbt.interval",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.search) || !has(self.search.pbt) || !has(self.objective) || !has(self.objective.metric) "
+            "|| self.objective.metric != 'Benchmark'",
+            "PBT ranks its members as they train, and Benchmark scores exist only after the final Benchmark: use "
+            "objective.metric FinalReward, BestEvaluation or MeanEvaluation",
+            field_path=".objective.metric",
+            reason="FieldValueInvalid",
+        ),
         _immutable("template", optional=False),
         _immutable("seeds", optional=False),
         _immutable("tracking", optional=True),
@@ -782,6 +896,30 @@ class ExperimentReportFiles(Model):
     created_at: datetime | None = Field(default=None, description="When the report was written.")
 
 
+class LineageStep(Model):
+    """One segment of a PBT member: the run that trained it, where it started from, with what."""
+
+    generation: int = Field(ge=0, description="0 for the first segment, then one more every interval.")
+    step: int = Field(ge=0, description="Timesteps the member had trained when this segment started.")
+    run: str = Field(description="The segment's TrainingRun.")
+    source: str | None = Field(
+        default=None, description="The TrainingRun whose final model it started from (none for generation 0)."
+    )
+    copied_from: str | None = Field(
+        default=None, description="The member it copied (exploit), when it did not continue its own model."
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, description="What the segment trained with.")
+    score: float | None = Field(default=None, description="The segment's score, once it is done.")
+
+
+class MemberStatus(Model):
+    """One member of a PBT population: its hyperparameter schedule and whom it copied."""
+
+    member: str = Field(description="Member id (m0, m1, ...), part of its runs' names.")
+    seed: int = Field(ge=0, description="The seed it trains with.")
+    lineage: list[LineageStep] = Field(default_factory=list, description="Its segments so far, in order.")
+
+
 class ExperimentStatus(Model):
     """Observed state. The operator writes phase, conditions, counts, runs, budget and cost; the report Job
     writes results, best and report."""
@@ -813,6 +951,11 @@ class ExperimentStatus(Model):
         description="Seconds of training left: the timesteps its runs have left (planned, less trained, less "
         "what early stopping saved) over the summed throughput of the runs training now; the final Benchmark "
         "and report are not in it. 0 once Succeeded, absent while unknown.",
+    )
+    population: list[MemberStatus] = Field(
+        default_factory=list,
+        max_length=MAX_POPULATION,
+        description="PBT: every member's lineage (segments, what each copied and trained with, scores).",
     )
     benchmark: StageStatus | None = Field(default=None, description="The final Benchmark, if any.")
     report_job: str | None = Field(default=None, description="Name of the report Job.")

@@ -12,6 +12,11 @@ is created (:mod:`kubegym_operator.builders.sampling`), so the plan takes the tr
 proposed, read back from the runs that carry them. Its runs are ordered configuration-major
 (every seed of ``c0``, then of ``c1``, ...), so a configuration is scored, and teaches the
 sampler, as soon as it can be.
+
+Population-Based Training (``search.pbt``) plans every segment of every member up front by name
+(``m<i>g<g>``, generation-major) and decides a generation's segments once the one before it is
+done (:mod:`kubegym_operator.builders.population`), from the finished segments' scores the plan
+is given.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from kubegym_api.pyliteral import LiteralError
 from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference
+from kubegym_operator.builders.population import Segment, generations, non_numeric_perturbations, schedule, segment_id
 from kubegym_operator.builders.sampling import (
     TRIAL_ANNOTATION,
     Trial,
@@ -52,6 +58,8 @@ CONFIGURATION_LABEL = "kubegym.io/configuration"
 SEED_LABEL = "kubegym.io/seed"
 #: The Experiment's full name on its children (a label value is cut at 63 characters).
 EXPERIMENT_NAME_ANNOTATION = "kubegym.io/experiment-name"
+#: A PBT segment's place in its member's lineage, on its run (JSON: member, generation, start, copiedFrom).
+SEGMENT_ANNOTATION = "kubegym.io/pbt-segment"
 #: Significant digits of randomly drawn floats: readable names in tables, no false precision.
 RANDOM_DIGITS = 6
 #: Draws per wanted configuration before a random search gives up finding new ones.
@@ -75,8 +83,11 @@ class Configuration:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     #: An Optuna search's trial that proposed it; None for grid, random and the template.
     trial: Trial | None = None
-    #: False for an Optuna search's configuration not proposed yet (its hyperparameters unknown).
+    #: False for an Optuna search's configuration not proposed yet, or a PBT segment not decided
+    #: yet (its hyperparameters unknown).
     proposed: bool = True
+    #: A PBT segment: its member, generation, timesteps and the model it starts from.
+    segment: Segment | None = None
 
     @property
     def summary(self) -> str:
@@ -101,6 +112,8 @@ class Plan:
     spec: ExperimentSpec
     configurations: list[Configuration]
     runs: list[PlannedRun]
+    #: Why the configurations not decided yet never will be (a PBT generation without a score).
+    ended: str | None = None
 
 
 def _short(value: Any) -> str:
@@ -204,6 +217,8 @@ def check_hyperparameter_names(spec: ExperimentSpec) -> None:
         sources.append(("spec.search.random.parameters", list(spec.search.random.parameters)))
     if spec.search is not None and spec.search.optuna is not None:
         sources.append(("spec.search.optuna.parameters", list(spec.search.optuna.parameters)))
+    if spec.search is not None and spec.search.pbt is not None:
+        sources.append(("spec.search.pbt.parameters", list(spec.search.pbt.parameters)))
     problems = [
         _unknown_name_message(where, name, algorithm, allowed)
         for where, names in sources
@@ -221,10 +236,15 @@ def check_hyperparameter_literals(spec: ExperimentSpec, configurations: Sequence
         parse_hyperparameters(spec.template.hyperparameters, "spec.template.hyperparameters")
         for config in configurations:
             parse_hyperparameters(config.hyperparameters, f"spec.search (configuration {config.id})")
-        optuna = spec.search.optuna if spec.search is not None else None
-        for name, parameter in sorted((optuna.parameters if optuna is not None else {}).items()):
-            for i, choice in enumerate(parameter.choices or []):
-                parse_hyperparameters({name: choice}, f"spec.search.optuna.parameters.{name}.choices[{i}]")
+        search = spec.search
+        ranges: list[tuple[str, Mapping[str, Any]]] = [
+            ("optuna", search.optuna.parameters if search is not None and search.optuna is not None else {}),
+            ("pbt", search.pbt.parameters if search is not None and search.pbt is not None else {}),
+        ]
+        for kind, parameters in ranges:
+            for name, parameter in sorted(parameters.items()):
+                for i, choice in enumerate(parameter.choices or []):
+                    parse_hyperparameters({name: choice}, f"spec.search.{kind}.parameters.{name}.choices[{i}]")
     except LiteralError as e:
         raise PlanError("InvalidHyperparameters", str(e)) from e
 
@@ -277,6 +297,54 @@ def _optuna_plan(exp: Mapping[str, Any], spec: ExperimentSpec, trials: Mapping[s
     return Plan(spec=spec, configurations=[c for c in configurations if c.proposed], runs=runs)
 
 
+def _population_plan(exp: Mapping[str, Any], spec: ExperimentSpec, results: Mapping[str, float | None]) -> Plan:
+    """Every segment of every member of a PBT population, decided or not yet, generation-major."""
+    search = spec.search.pbt if spec.search is not None else None
+    assert search is not None
+    total = spec.template.total_timesteps or 0
+    perturbed = non_numeric_perturbations(search)
+    if perturbed:
+        names = ", ".join(perturbed)
+        raise PlanError(
+            "InvalidSearch",
+            f"spec.search.pbt.parameters: {names}: Perturb moves a Categorical to a neighbouring number, but its "
+            "choices are not all numbers: set explore: Resample",
+        )
+    count = generations(search, total)
+    runs_total = search.population * count
+    if runs_total > MAX_RUNS:
+        raise PlanError(
+            "TooManyRuns",
+            f"{search.population} members x {count} segments (totalTimesteps {total} / interval {search.interval}) "
+            f"= {runs_total} runs; an Experiment has at most {MAX_RUNS}: raise the interval or shrink the population",
+        )
+    decided = schedule(search, total, spec.objective.direction, results)
+    by_id = {s.id: s for s in decided.segments}
+    configurations = []
+    for g in range(count):
+        for member in range(search.population):
+            segment = by_id.get(segment_id(member, g))
+            if segment is None:
+                configurations.append(Configuration(segment_id(member, g), proposed=False))
+            else:
+                configurations.append(Configuration(segment.id, dict(segment.hyperparameters), segment=segment))
+    check_hyperparameter_literals(spec, [c for c in configurations if c.proposed])
+    base = spec.seeds.resolved()[0]
+    runs = [
+        PlannedRun(i, segment_run_name(exp, spec, member, g), config, base + member)
+        for i, (config, (g, member)) in enumerate(
+            zip(configurations, itertools.product(range(count), range(search.population)), strict=True)
+        )
+    ]
+    return Plan(spec, [c for c in configurations if c.proposed], runs, ended=decided.ended)
+
+
+def segment_run_name(exp: Mapping[str, Any], spec: ExperimentSpec, member: int, generation: int) -> str:
+    """The TrainingRun of a PBT member's segment: ``<experiment>-m<i>g<g>-s<seed>`` (member i's seed
+    is the Experiment's one seed plus i)."""
+    return run_name(exp["metadata"]["name"], segment_id(member, generation), spec.seeds.resolved()[0] + member)
+
+
 def proposed_trials(exp: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Trial]:
     """An Optuna search's proposals so far, by configuration id, from the trial its ``runs`` (this
     Experiment's TrainingRuns, by name) carry; a record edited out of shape is a :class:`PlanError`."""
@@ -310,9 +378,14 @@ def with_proposal(planned: Plan, configuration: Configuration) -> Plan:
     return Plan(planned.spec, sorted(configurations, key=lambda c: int(c.id[1:])), runs)
 
 
-def plan(exp: Mapping[str, Any], trials: Mapping[str, Trial] | None = None) -> Plan:
+def plan(
+    exp: Mapping[str, Any],
+    trials: Mapping[str, Trial] | None = None,
+    results: Mapping[str, float | None] | None = None,
+) -> Plan:
     """Configurations and runs of an Experiment, or :class:`PlanError`; ``trials`` are an Optuna
-    search's proposals so far, by configuration id (:func:`proposed_trials` reads them from its runs).
+    search's proposals so far, by configuration id (:func:`proposed_trials` reads them from its runs),
+    ``results`` a PBT population's finished segments' scores by segment id (None: failed).
 
     A grid's size is checked before it is expanded: the schema allows 32 dimensions of 64 values,
     far more combinations than memory holds, and every reconcile of the Experiment plans again.
@@ -321,6 +394,8 @@ def plan(exp: Mapping[str, Any], trials: Mapping[str, Trial] | None = None) -> P
     check_hyperparameter_names(spec)
     if spec.search is not None and spec.search.optuna is not None:
         return _optuna_plan(exp, spec, trials or {})
+    if spec.search is not None and spec.search.pbt is not None:
+        return _population_plan(exp, spec, results or {})
     seeds = spec.seeds.resolved()
     if spec.search is not None and spec.search.grid is not None:
         _check_run_count(math.prod(len(values) for values in spec.search.grid.values()), len(seeds))
@@ -385,6 +460,16 @@ def render_run(exp: Mapping[str, Any], run: PlannedRun, *, suspend: bool) -> Man
     metadata = child_metadata(exp, run.name, **{CONFIGURATION_LABEL: run.configuration.id, SEED_LABEL: str(run.seed)})
     if run.configuration.trial is not None:
         metadata["annotations"][TRIAL_ANNOTATION] = run.configuration.trial.annotation()
+    segment = run.configuration.segment
+    if segment is not None:
+        spec["totalTimesteps"] = segment.target
+        if segment.source is not None:
+            source = segment_run_name(exp, parse_spec(exp), *segment.source)
+            spec["resumeFrom"] = {"trainingRun": source, "checkpoint": "final"}
+        lineage: dict[str, Any] = {"member": segment.member, "generation": segment.generation, "start": segment.start}
+        if segment.copied_from is not None:
+            lineage["copiedFrom"] = segment.copied_from
+        metadata["annotations"][SEGMENT_ANNOTATION] = json.dumps(lineage, sort_keys=True, separators=(",", ":"))
     return {"apiVersion": API_VERSION, "kind": TRAINING_RUN_KIND, "metadata": metadata, "spec": spec}
 
 

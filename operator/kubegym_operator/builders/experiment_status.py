@@ -345,7 +345,8 @@ def decide(
     for run in plan.runs:
         child = children.get(run.name)
         if child is None:
-            phases[run.name] = RunPhase.Skipped if run.configuration.id in broken else RunPhase.Waiting
+            never = plan.ended is not None and not run.configuration.proposed
+            phases[run.name] = RunPhase.Skipped if run.configuration.id in broken or never else RunPhase.Waiting
         elif run.name in stopping and run_phase(child) == RunPhase.Running:
             phases[run.name] = RunPhase.EarlyStopped
         else:
@@ -397,6 +398,8 @@ def decide(
     actions.status.update(
         _run_fields(plan, phases, children, broken, stopping, counts, done, total, rungs=rungs, brackets=brackets)
     )
+    if spec.search is not None and spec.search.pbt is not None:
+        actions.status["population"] = population_status(plan, children)
     if spec.search is not None and spec.search.optuna is not None:
         scores = {c.id: record.value for c, record in study_history(plan, phases, children)}
         for entry in actions.status["configurations"]:
@@ -545,7 +548,12 @@ def _schedule(
         if child.suspended and run.name not in observed.live:
             actions.set_suspend[run.name] = False
             room -= 1
-    actions.create_runs = [r for r in plan.runs if phases[r.name] == RunPhase.Waiting][: max(room, 0)]
+    # A configuration not proposed yet is proposed as its first run is created (Optuna); a PBT
+    # segment not decided yet waits for its generation's predecessors.
+    creatable = spec.search is None or spec.search.pbt is None
+    actions.create_runs = [
+        r for r in plan.runs if phases[r.name] == RunPhase.Waiting and (creatable or r.configuration.proposed)
+    ][: max(room, 0)]
 
 
 def study_history(
@@ -726,6 +734,66 @@ def experiment_remaining_seconds(
     return run_status.estimated_remaining_seconds(phase, progress, previous)
 
 
+def _segment_span(plan: Plan, run: PlannedRun) -> tuple[int, int] | None:
+    """A PBT segment's first and last timestep (its run's totalTimesteps); None outside PBT."""
+    search = plan.spec.search.pbt if plan.spec.search is not None else None
+    if search is None:
+        return None
+    generation = int(run.configuration.id.split("g")[1])
+    total = plan.spec.template.total_timesteps or 0
+    return min(generation * search.interval, total), min((generation + 1) * search.interval, total)
+
+
+def segment_results(plan: Plan, children: Mapping[str, ChildView]) -> dict[str, float | None]:
+    """A PBT population's finished segments by id: the objective's metric of each succeeded one's
+    run (None without a score), None for a failed one; unfinished ones are left out."""
+    objective = plan.spec.objective
+    out: dict[str, float | None] = {}
+    for run in plan.runs:
+        child = children.get(run.name)
+        if child is None:
+            continue
+        phase = run_phase(child)
+        if phase == RunPhase.Failed:
+            out[run.configuration.id] = None
+        elif phase == RunPhase.Succeeded:
+            out[run.configuration.id] = run_score(
+                objective.metric,
+                objective.direction,
+                final=child.final_reward,
+                curve=[r for t, r in child.curve if t > (_segment_span(plan, run) or (0, 0))[0]],
+                stopped_early=False,
+            )
+    return out
+
+
+def population_status(plan: Plan, children: Mapping[str, ChildView]) -> list[dict[str, Any]]:
+    """Every PBT member's lineage: its decided segments in order, with their scores once done."""
+    scores = segment_results(plan, children)
+    members: dict[int, dict[str, Any]] = {}
+    for run in plan.runs:
+        segment = run.configuration.segment
+        if segment is None:
+            continue
+        member = members.setdefault(segment.member, {"member": f"m{segment.member}", "seed": run.seed, "lineage": []})
+        step: dict[str, Any] = {
+            "generation": segment.generation,
+            "step": segment.start,
+            "run": run.name,
+            "hyperparameters": dict(segment.hyperparameters),
+        }
+        if segment.source is not None:
+            step["source"] = next(
+                r.name for r in plan.runs if r.configuration.id == f"m{segment.source[0]}g{segment.source[1]}"
+            )
+        if segment.copied_from is not None:
+            step["copiedFrom"] = f"m{segment.copied_from}"
+        if scores.get(segment.id) is not None:
+            step["score"] = scores[segment.id]
+        member["lineage"].append(step)
+    return [members[k] for k in sorted(members)]
+
+
 def _run_fields(
     plan: Plan,
     phases: Mapping[str, RunPhase],
@@ -766,9 +834,18 @@ def _run_fields(
                 message = stopping[run.name].message if run.name in stopping else child.stopped
                 if child.total_timesteps is not None:
                     saved += max(0, child.total_timesteps - (child.timesteps or 0))
-        elif phase == RunPhase.Skipped:
+        elif phase == RunPhase.Skipped and run.configuration.id in broken:
             message = f"not started: {broken[run.configuration.id]} of the same configuration failed with a UserError"
-        if planned is not None:
+        elif phase == RunPhase.Skipped:
+            message = f"not started: {plan.ended}"
+        span = _segment_span(plan, run)
+        if span is not None:
+            # A PBT segment resumes at its start and counts on from there: only its own part is its budget.
+            if "timesteps" in entry:
+                trained -= min(span[0], entry["timesteps"])
+            if planned is not None:
+                planned += span[1] - span[0]
+        elif planned is not None:
             length = child.total_timesteps if child is not None else plan.spec.template.total_timesteps
             planned = planned + length if length is not None else None
         cut = _cut(message)

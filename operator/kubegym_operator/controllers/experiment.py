@@ -48,6 +48,7 @@ from kubegym_operator.builders.experiment_status import (
     benchmark_chunks,
     decide,
     report_inputs,
+    segment_results,
     stopped_run_model,
     view,
 )
@@ -80,14 +81,19 @@ def _plan(api: ClusterAPI, exp: Obj, settings: Settings) -> Plan | PlanError:
     too: a run without storage could never start."""
     try:
         planned = plan(exp)
-        if planned.spec.search is not None and planned.spec.search.optuna is not None:
+        search = planned.spec.search
+        if search is not None and (search.optuna is not None or search.pbt is not None):
             namespace = exp["metadata"]["namespace"]
             runs = {
                 r.name: child
                 for r in planned.runs
                 if (child := api.get(Kind.TRAINING_RUN, namespace, r.name)) is not None and owned_by(child, exp)
             }
-            planned = plan(exp, proposed_trials(exp, runs))
+            if search.optuna is not None:
+                planned = plan(exp, trials=proposed_trials(exp, runs))
+            else:
+                # The segments' names do not depend on the decisions, so one pass reads every result.
+                planned = plan(exp, results=segment_results(planned, {n: view(c) for n, c in runs.items()}))
         report_storage(planned.spec, settings)
     except PlanError as e:
         return e

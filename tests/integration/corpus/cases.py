@@ -1057,6 +1057,47 @@ CASES: list[Case] = [
             search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}}}},
         ),
     ),
+    Case(
+        "exp-pbt-population-over-the-cap",
+        rejected("spec.search.pbt.population", "less than or equal to 64"),
+        exp(
+            seeds={"count": 1},
+            search={
+                "pbt": {
+                    "population": 65,
+                    "interval": 1024,
+                    "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}},
+                }
+            },
+        ),
+    ),
+    Case(
+        "exp-pbt-several-seeds",
+        rejected("PBT's members each train with a seed of their own"),
+        exp(
+            search={
+                "pbt": {
+                    "population": 2,
+                    "interval": 1024,
+                    "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}},
+                }
+            }
+        ),
+    ),
+    Case(
+        "exp-pbt-interval-past-the-budget",
+        rejected("PBT needs template.totalTimesteps above search.pbt.interval"),
+        exp(
+            seeds={"count": 1},
+            search={
+                "pbt": {
+                    "population": 2,
+                    "interval": 4096,
+                    "parameters": {"gamma": {"type": "Float", "low": 0.9, "high": 0.99}},
+                }
+            },
+        ),
+    ),
     # --- Experiment: refused by the operator before any run exists -------------------------
     Case(
         "exp-optuna-unknown-hyperparameter",
@@ -1076,6 +1117,30 @@ CASES: list[Case] = [
         "exp-optuna-categorical-without-choices",
         failed("InvalidSpec", "spec.search.optuna.parameters.gamma", "Categorical takes choices", max_pods=0),
         exp(search={"optuna": {"trials": 2, "parameters": {"gamma": {"type": "Categorical"}}}}),
+    ),
+    Case(
+        "exp-pbt-perturb-non-numeric",
+        failed(
+            "InvalidSearch",
+            "spec.search.pbt.parameters: policy_kwargs: Perturb moves a Categorical to a neighbouring number",
+            "set explore: Resample",
+            max_pods=0,
+        ),
+        exp(
+            seeds={"count": 1},
+            search={
+                "pbt": {
+                    "population": 2,
+                    "interval": 1024,
+                    "parameters": {
+                        "policy_kwargs": {
+                            "type": "Categorical",
+                            "choices": ["dict(net_arch=[8])", "dict(net_arch=[64])"],
+                        }
+                    },
+                }
+            },
+        ),
     ),
     Case(
         "exp-optuna-grid-smaller-than-trials",
