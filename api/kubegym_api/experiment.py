@@ -2,9 +2,10 @@
 
 An Experiment expands ``template`` (a TrainingRun spec) into one TrainingRun per
 configuration of ``search`` and seed of ``seeds``, runs at most ``parallelism`` of them at a
-time, may stop clearly losing runs early (median stopping rule), optionally evaluates the
-finished models in a Benchmark, and ends with a report Job that aggregates the runs across
-seeds (IQM with a bootstrap confidence interval) and writes tables and plots to S3.
+time, may stop clearly losing runs early (median stopping rule, ASHA or Hyperband over their
+evaluation curves), optionally evaluates the finished models in a Benchmark, and ends with a
+report Job that aggregates the runs across seeds (IQM with a bootstrap confidence interval) and
+writes tables and plots to S3.
 
 What the schema can know is checked at apply time (CEL); the names of an algorithm's
 hyperparameters are stable-baselines3's constructor arguments, which the schema cannot know:
@@ -433,28 +434,105 @@ class SearchSpec(Model):
 
 
 class EarlyStoppingRule(enum.StrEnum):
+    """Which early-stopping rule judges the runs' evaluation curves."""
+
+    #: Stop a run whose best evaluation is below the others' median at the same step (Vizier).
     Median = "Median"
+    #: Asynchronous successive halving: at each rung keep the top 1/reductionFactor.
+    ASHA = "ASHA"
+    #: Several ASHA brackets with first rungs from minResource to template.totalTimesteps.
+    Hyperband = "Hyperband"
+
+
+#: The rules that judge runs at rungs of minResource x reductionFactor^k timesteps.
+RUNG_RULES = frozenset({EarlyStoppingRule.ASHA, EarlyStoppingRule.Hyperband})
 
 
 class EarlyStopping(Model):
-    """Stop runs that are clearly losing, saving their remaining budget."""
+    """Stop runs that are clearly losing, saving their remaining budget.
+
+    Median reads minEvaluations and minRuns; ASHA reads minResource, reductionFactor and
+    minEarlyStoppingRate; Hyperband reads minResource and reductionFactor (its largest resource is
+    template.totalTimesteps). Fields a rule does not read are refused where they have no default.
+    """
+
+    model_config = rules(
+        validation_rule(
+            "!has(self.rule) || self.rule == 'Median' || has(self.minResource)",
+            "earlyStopping.minResource is required for ASHA and Hyperband: the timesteps of the first rung, "
+            "at which runs are first compared",
+            field_path=".minResource",
+            reason="FieldValueRequired",
+        ),
+        validation_rule(
+            "(has(self.rule) && self.rule != 'Median') || !has(self.minResource)",
+            "earlyStopping.minResource is for ASHA and Hyperband; the Median rule waits minEvaluations "
+            "evaluations instead: remove minResource or pick rule ASHA or Hyperband",
+            field_path=".minResource",
+            reason="FieldValueForbidden",
+        ),
+        validation_rule(
+            "(has(self.rule) && self.rule == 'ASHA') || !has(self.minEarlyStoppingRate) "
+            "|| self.minEarlyStoppingRate == 0",
+            "earlyStopping.minEarlyStoppingRate is for ASHA only (Hyperband sets it per bracket; Median has "
+            "no rungs): remove it",
+            field_path=".minEarlyStoppingRate",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_the_rule(self) -> EarlyStopping:
+        if self.rule in RUNG_RULES and self.min_resource is None:
+            raise ValueError("earlyStopping.minResource is required for ASHA and Hyperband")
+        if self.rule == EarlyStoppingRule.Median and self.min_resource is not None:
+            raise ValueError("earlyStopping.minResource is for ASHA and Hyperband, not Median")
+        if self.rule != EarlyStoppingRule.ASHA and self.min_early_stopping_rate != 0:
+            raise ValueError("earlyStopping.minEarlyStoppingRate is for ASHA only")
+        return self
 
     rule: EarlyStoppingRule = Field(
         default=EarlyStoppingRule.Median,
         description="Median: after minEvaluations evaluations, stop a run whose best evaluation so far is below "
-        "the median of the other runs' evaluations at the same timestep (Golovin et al., 2017).",
+        "the median of the other runs' evaluations at the same timestep (Golovin et al., 2017); for few runs. "
+        "ASHA: asynchronous successive halving (Li et al., 2018): at rung k (minResource x "
+        "reductionFactor^(minEarlyStoppingRate+k) timesteps) a run continues only if its first evaluation at or "
+        "after the rung is in the top 1/reductionFactor of the runs that reached it; for many configurations. "
+        "Hyperband (Li et al., 2017): configurations are spread over brackets of ASHA with first rungs from "
+        "minResource up to template.totalTimesteps, for when it is unclear how early a run can be judged.",
     )
     min_evaluations: int = Field(
         default=3,
         ge=1,
         le=10_000,
-        description="Evaluations a run makes before the rule may stop it (its grace period).",
+        description="Median only: evaluations a run makes before the rule may stop it (its grace period).",
     )
     min_runs: int = Field(
         default=3,
         ge=1,
         le=MAX_RUNS,
-        description="Other runs that must have reached the same timestep for the median to count.",
+        description="Median only: other runs that must have reached the same timestep for the median to count.",
+    )
+    min_resource: int | None = Field(
+        default=None,
+        ge=1,
+        description="ASHA and Hyperband (required there, refused for Median): timesteps of the first rung, "
+        "where runs are first compared. At least template.evaluation.everySteps (an evaluation must happen by "
+        "then) and below template.totalTimesteps.",
+    )
+    reduction_factor: int = Field(
+        default=3,
+        ge=2,
+        le=100,
+        description="ASHA and Hyperband (Median ignores it): each rung is this many times the previous one, "
+        "and keeps the top 1/reductionFactor of the runs that reached it (at least one).",
+    )
+    min_early_stopping_rate: int = Field(
+        default=0,
+        ge=0,
+        le=30,
+        description="ASHA only: skip this many rungs, so the first rung is at minResource x "
+        "reductionFactor^minEarlyStoppingRate timesteps (Hyperband sets it per bracket).",
     )
 
 
@@ -532,6 +610,31 @@ class ExperimentSpec(Model):
             "earlyStopping compares evaluation curves: set template.evaluation (everySteps, episodes)",
             field_path=".earlyStopping",
             reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.earlyStopping) || !has(self.earlyStopping.minResource) || !has(self.template.totalTimesteps) "
+            "|| self.earlyStopping.minResource < self.template.totalTimesteps",
+            "earlyStopping.minResource must be below template.totalTimesteps: the first rung has to come before "
+            "the end of training, or no run is ever compared",
+            field_path=".earlyStopping.minResource",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.earlyStopping) || !has(self.earlyStopping.minResource) || !has(self.template.evaluation) "
+            "|| !has(self.template.evaluation.everySteps) "
+            "|| self.earlyStopping.minResource >= self.template.evaluation.everySteps",
+            "earlyStopping.minResource must be at least template.evaluation.everySteps: a run is judged at its "
+            "first evaluation at or after the rung, and none happens before everySteps",
+            field_path=".earlyStopping.minResource",
+            reason="FieldValueInvalid",
+        ),
+        validation_rule(
+            "!has(self.earlyStopping) || !has(self.earlyStopping.rule) || self.earlyStopping.rule != 'Hyperband' "
+            "|| has(self.template.totalTimesteps)",
+            "earlyStopping rule Hyperband spreads its brackets up to template.totalTimesteps (its largest "
+            "resource): set template.totalTimesteps",
+            field_path=".template.totalTimesteps",
+            reason="FieldValueRequired",
         ),
         validation_rule(
             "!has(self.objective) || !has(self.objective.metric) || self.objective.metric != 'Benchmark' "
@@ -631,8 +734,9 @@ class ExperimentSpec(Model):
     )
     early_stopping: EarlyStopping | None = Field(
         default=None,
-        description="Stop runs that are clearly losing (median stopping rule over the evaluation curve); a "
-        "stopped run is suspended with an EarlyStopped condition and keeps its checkpoints.",
+        description="Stop runs that are clearly losing, judged on their evaluation curves by the median "
+        "stopping rule, ASHA or Hyperband (earlyStopping.rule); a stopped run is suspended with an EarlyStopped "
+        "condition and keeps its checkpoints.",
     )
     benchmark: FinalBenchmark | None = Field(
         default=None,
@@ -701,6 +805,18 @@ class RunStatus(Model):
     last_evaluation: float | None = Field(default=None, description="Mean return of its latest evaluation.")
     final_reward: float | None = Field(default=None, description="Mean return of its final evaluation.")
     message: str | None = Field(default=None, max_length=1024, description="Why it failed, stopped or was skipped.")
+    rung: int | None = Field(
+        default=None,
+        ge=0,
+        description="ASHA and Hyperband: the highest rung (0 is the first) the run was promoted past. A promotion "
+        "is final: the run is never judged again at that rung or below.",
+    )
+    bracket: int | None = Field(
+        default=None,
+        ge=0,
+        description="Hyperband: the bracket of the run's configuration (every seed of a configuration shares it); "
+        "bracket b's first rung is at minResource x reductionFactor^b timesteps.",
+    )
 
 
 class ConfigurationStatus(Model):

@@ -23,14 +23,28 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kubegym_api.benchmark import MAX_MODELS
-from kubegym_api.experiment import DONE_RUN_PHASES, Direction, ObjectiveMetric, RunPhase
+from kubegym_api.experiment import (
+    DONE_RUN_PHASES,
+    Direction,
+    EarlyStoppingRule,
+    ExperimentSpec,
+    ObjectiveMetric,
+    RunPhase,
+)
 from kubegym_api.runnerconfig import ReportConfiguration, ReportRun, RunOutcome
 from kubegym_api.status import TERMINAL_PHASES, Phase
 from kubegym_api.trainingrun import ModelSelection
 from kubegym_operator.builders import status as run_status
 from kubegym_operator.builders.artifacts import recorded_location
 from kubegym_operator.builders.cost import sum_costs
-from kubegym_operator.builders.earlystopping import StopDecision, median_stopping
+from kubegym_operator.builders.earlystopping import (
+    StopDecision,
+    asha,
+    bracket_of,
+    hyperband,
+    hyperband_brackets,
+    median_stopping,
+)
 from kubegym_operator.builders.experiment import Configuration, Plan, PlanError, PlannedRun, with_proposal
 from kubegym_operator.builders.sampling import (
     TrialError,
@@ -324,15 +338,7 @@ def decide(
         if child is not None and child.phase == Phase.Failed.value and child.reason == run_status.Reason.USER_ERROR:
             broken.setdefault(run.configuration.id, run.name)
 
-    if spec.early_stopping is not None and not spec.suspend:
-        rule = spec.early_stopping
-        actions.stop = median_stopping(
-            {name: c.curve for name, c in children.items() if c.curve},
-            [name for name, c in children.items() if run_phase(c) == RunPhase.Running],
-            min_evaluations=rule.min_evaluations,
-            min_runs=rule.min_runs,
-            maximize=spec.objective.direction == Direction.Maximize,
-        )
+    rungs, brackets = _early_stopping(plan, previous, children, actions)
     stopping = {d.run: d for d in actions.stop}
 
     phases: dict[str, RunPhase] = {}
@@ -389,7 +395,9 @@ def decide(
 
     actions.status = _status(exp, verdict, now=now)
     actions.status.update(stage)
-    actions.status.update(_run_fields(plan, phases, children, broken, stopping, counts, done, total))
+    actions.status.update(
+        _run_fields(plan, phases, children, broken, stopping, counts, done, total, rungs=rungs, brackets=brackets)
+    )
     if spec.search is not None and spec.search.pbt is not None:
         actions.status["population"] = population_status(plan, children)
     if spec.search is not None and spec.search.optuna is not None:
@@ -423,6 +431,81 @@ def decide(
         names = ", ".join(r.name for r in actions.create_runs)
         actions.events.append(Event("Normal", "RunsCreated", f"created TrainingRuns {names}"))
     return actions
+
+
+def _early_stopping(
+    plan: Plan, previous: Obj, children: Mapping[str, ChildView], actions: Actions
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Judge the training runs by ``spec.earlyStopping`` (nothing while the Experiment is suspended):
+    ``actions.stop`` gets the stops; returns every run's promoted rung (the recorded ones, read
+    back from ``status.runs[].rung``, with this round's promotions) and, for Hyperband, every
+    planned run's bracket."""
+    spec = plan.spec
+    rule = spec.early_stopping
+    if rule is None:
+        return {}, {}
+    planned = {r.name for r in plan.runs}
+    rungs = {
+        str(r.get("name")): r["rung"]
+        for r in previous.get("runs") or []
+        if r.get("name") in planned and isinstance(r.get("rung"), int) and not isinstance(r.get("rung"), bool)
+    }
+    brackets = _brackets(spec, plan) if rule.rule == EarlyStoppingRule.Hyperband else {}
+    if spec.suspend:
+        return rungs, brackets
+    curves = {name: c.curve for name, c in children.items() if c.curve}
+    training = [name for name, c in children.items() if run_phase(c) == RunPhase.Running]
+    maximize = spec.objective.direction == Direction.Maximize
+    if rule.rule == EarlyStoppingRule.Median:
+        actions.stop = list(
+            median_stopping(
+                curves, training, min_evaluations=rule.min_evaluations, min_runs=rule.min_runs, maximize=maximize
+            )
+        )
+        return rungs, brackets
+    assert rule.min_resource is not None  # the model requires it for ASHA and Hyperband
+    stopped = [name for name, c in children.items() if run_phase(c) == RunPhase.EarlyStopped]
+    if rule.rule == EarlyStoppingRule.Hyperband:
+        judged = hyperband(
+            curves,
+            training,
+            rungs,
+            brackets=brackets,
+            min_resource=rule.min_resource,
+            reduction_factor=rule.reduction_factor,
+            maximize=maximize,
+            stopped=stopped,
+        )
+    else:
+        judged = asha(
+            curves,
+            training,
+            rungs,
+            min_resource=rule.min_resource,
+            reduction_factor=rule.reduction_factor,
+            min_early_stopping_rate=rule.min_early_stopping_rate,
+            maximize=maximize,
+            stopped=stopped,
+        )
+    actions.stop = list(judged.stops)
+    return {**rungs, **judged.promoted}, brackets
+
+
+def _brackets(spec: ExperimentSpec, plan: Plan) -> dict[str, int]:
+    """Every planned run's Hyperband bracket: its configuration's. Without template.totalTimesteps
+    (apply refuses that for Hyperband) there is one bracket, i.e. ASHA."""
+    rule = spec.early_stopping
+    assert rule is not None and rule.min_resource is not None
+    n_brackets = hyperband_brackets(
+        max_resource=spec.template.total_timesteps or rule.min_resource,
+        min_resource=rule.min_resource,
+        reduction_factor=rule.reduction_factor,
+    )
+    of = {
+        c.id: bracket_of(c.id, n_brackets=n_brackets, reduction_factor=rule.reduction_factor)
+        for c in plan.configurations
+    }
+    return {r.name: of[r.configuration.id] for r in plan.runs}
 
 
 def _schedule(
@@ -720,6 +803,9 @@ def _run_fields(
     counts: Mapping[RunPhase, int],
     done: int,
     total: int,
+    *,
+    rungs: Mapping[str, int],
+    brackets: Mapping[str, int],
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     planned: int | None = 0
@@ -765,6 +851,10 @@ def _run_fields(
         cut = _cut(message)
         if cut:
             entry["message"] = cut
+        if run.name in rungs:
+            entry["rung"] = rungs[run.name]
+        if run.name in brackets:
+            entry["bracket"] = brackets[run.name]
         runs.append(entry)
     budget: dict[str, Any] = {"trainedTimesteps": trained, "savedTimesteps": saved}
     if planned is not None:

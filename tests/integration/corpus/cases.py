@@ -256,6 +256,14 @@ def exp(**spec: Any) -> Build:
     return build
 
 
+#: The small Experiment's template with periodic evaluation (every 1,024 of its 4,096 timesteps), for
+#: early-stopping cases.
+EVALUATED_TEMPLATE: Manifest = {
+    **experiment("x")["spec"]["template"],
+    "evaluation": {"everySteps": 1024, "episodes": 2},
+}
+
+
 def exp_template(**template: Any) -> Build:
     """The small Experiment with ``template`` fields over its template's."""
 
@@ -951,6 +959,39 @@ CASES: list[Case] = [
         "exp-early-stopping-without-evaluation",
         rejected("earlyStopping compares evaluation curves"),
         exp(earlyStopping={"minEvaluations": 2}),
+    ),
+    Case(
+        "exp-asha-without-min-resource",
+        rejected("spec.earlyStopping.minResource", "minResource is required for ASHA and Hyperband"),
+        exp(template=EVALUATED_TEMPLATE, earlyStopping={"rule": "ASHA"}),
+    ),
+    Case(
+        "exp-median-with-min-resource",
+        rejected("minResource is for ASHA and Hyperband"),
+        exp(template=EVALUATED_TEMPLATE, earlyStopping={"rule": "Median", "minResource": 2048}),
+    ),
+    Case(
+        "exp-hyperband-with-min-early-stopping-rate",
+        rejected("minEarlyStoppingRate is for ASHA only"),
+        exp(
+            template=EVALUATED_TEMPLATE,
+            earlyStopping={"rule": "Hyperband", "minResource": 2048, "minEarlyStoppingRate": 1},
+        ),
+    ),
+    Case(
+        "exp-min-resource-at-the-budget",
+        rejected("spec.earlyStopping.minResource", "minResource must be below template.totalTimesteps"),
+        exp(template=EVALUATED_TEMPLATE, earlyStopping={"rule": "ASHA", "minResource": 4096}),
+    ),
+    Case(
+        "exp-min-resource-before-the-first-evaluation",
+        rejected("minResource must be at least template.evaluation.everySteps"),
+        exp(template=EVALUATED_TEMPLATE, earlyStopping={"rule": "ASHA", "minResource": 512}),
+    ),
+    Case(
+        "exp-asha-reduction-factor-one",
+        rejected("spec.earlyStopping.reductionFactor", "greater than or equal to 2"),
+        exp(template=EVALUATED_TEMPLATE, earlyStopping={"rule": "ASHA", "minResource": 2048, "reductionFactor": 1}),
     ),
     Case(
         "exp-benchmark-best-without-evaluation",

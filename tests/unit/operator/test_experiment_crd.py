@@ -2,7 +2,8 @@
 
 The CEL rules themselves are evaluated by the real API server in the bad-input corpus
 (tests/integration/corpus); here their presence, wording and the OpenAPI bounds (which
-jsonschema can check) are.
+jsonschema can check) are, and the early-stopping rules are evaluated on specs by the small
+CEL-subset evaluator of tests/support/cel.py (with the API server's defaulting first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from kubegym_api import crdgen
 from kubegym_api.crd import build_crd, structural_errors
 from kubegym_api.experiment import EXPERIMENT, ExperimentSpec
+from tests.support import cel
 
 CRD = build_crd(EXPERIMENT)
 (VERSION,) = CRD["spec"]["versions"]
@@ -157,3 +159,120 @@ def test_parallelism_and_suspend_are_mutable(field: str) -> None:
 def test_model_mirrors_the_one_of_rules() -> None:
     assert ExperimentSpec.model_validate({**GOOD, "seeds": {"values": [7, 11]}}).seeds.resolved() == [7, 11]
     assert ExperimentSpec.model_validate(GOOD).seeds.resolved() == [0, 1, 2]
+
+
+# --- early-stopping rules: ASHA and Hyperband --------------------------------------------------
+
+EVALUATED: dict[str, Any] = {
+    **GOOD,
+    "template": {**GOOD["template"], "evaluation": {"everySteps": 2048, "episodes": 5}},
+}
+
+
+def with_early_stopping(early_stopping: dict[str, Any], **template: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(EVALUATED)
+    spec["template"].update(template)
+    spec["earlyStopping"] = early_stopping
+    return spec
+
+
+def test_the_rules_and_their_fields_are_in_the_schema() -> None:
+    node = node_at(".spec.earlyStopping")
+    assert node["properties"]["rule"]["enum"] == ["Median", "ASHA", "Hyperband"]
+    assert (
+        node["properties"]["reductionFactor"]["default"],
+        node["properties"]["minEarlyStoppingRate"]["default"],
+    ) == (
+        3,
+        0,
+    )
+    assert "default" not in node["properties"]["minResource"]
+    for name in ("minEvaluations", "minRuns"):
+        assert node["properties"][name]["description"].startswith("Median only")
+    assert node["properties"]["minEarlyStoppingRate"]["description"].startswith("ASHA only")
+    runs = node_at(".status.runs")["items"]["properties"]
+    assert runs["rung"]["type"] == runs["bracket"]["type"] == "integer"
+
+
+@pytest.mark.parametrize(
+    "early_stopping",
+    [
+        {"rule": "ASHA", "minResource": 2048},
+        {"rule": "ASHA", "minResource": 4096, "reductionFactor": 2, "minEarlyStoppingRate": 1},
+        {"rule": "Hyperband", "minResource": 2048, "reductionFactor": 4},
+        {"rule": "Median", "minEvaluations": 2, "minRuns": 1},
+        {},
+    ],
+    ids=["asha", "asha-all-fields", "hyperband", "median", "default-median"],
+)
+def test_valid_early_stopping_is_accepted(early_stopping: dict[str, Any]) -> None:
+    spec = with_early_stopping(early_stopping)
+    _validate(spec)
+    assert cel.violations(cel.apply_defaults({"spec": spec}, SCHEMA), SCHEMA) == []
+    ExperimentSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("early_stopping", "needle"),
+    [
+        ({"rule": "ASHA", "minResource": 2048, "reductionFactor": 1}, "minimum"),
+        ({"rule": "ASHA", "minResource": 2048, "reductionFactor": 101}, "maximum"),
+        ({"rule": "ASHA", "minResource": 0}, "minimum"),
+        ({"rule": "ASHA", "minResource": 2048, "minEarlyStoppingRate": -1}, "minimum"),
+        ({"rule": "asha", "minResource": 2048}, "enum"),
+    ],
+)
+def test_early_stopping_bounds_reject(early_stopping: dict[str, Any], needle: str) -> None:
+    with pytest.raises(jsonschema.ValidationError) as err:
+        _validate(with_early_stopping(early_stopping))
+    assert needle in str(err.value.validator)
+
+
+#: Specs the CEL rules refuse at apply, each with words its message must hold; the model mirrors
+#: the rules it can (the operator validates the spec with it), and those cases say which.
+CEL_REJECTS = {
+    "asha-without-min-resource": ({"rule": "ASHA"}, {}, "minResource is required for ASHA and Hyperband", True),
+    "hyperband-without-min-resource": ({"rule": "Hyperband"}, {}, "minResource is required", True),
+    "median-with-min-resource": ({"rule": "Median", "minResource": 2048}, {}, "minResource is for ASHA", True),
+    "hyperband-with-min-early-stopping-rate": (
+        {"rule": "Hyperband", "minResource": 2048, "minEarlyStoppingRate": 1},
+        {},
+        "minEarlyStoppingRate is for ASHA only",
+        True,
+    ),
+    "min-resource-at-total-timesteps": (
+        {"rule": "ASHA", "minResource": 10000},
+        {},
+        "minResource must be below template.totalTimesteps",
+        False,
+    ),
+    "min-resource-before-the-first-evaluation": (
+        {"rule": "ASHA", "minResource": 1024},
+        {},
+        "minResource must be at least template.evaluation.everySteps",
+        False,
+    ),
+    "hyperband-without-total-timesteps": (
+        {"rule": "Hyperband", "minResource": 2048},
+        {"totalTimesteps": None, "preset": "rl-zoo3"},
+        "Hyperband spreads its brackets up to template.totalTimesteps",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("early_stopping", "template", "needle", "mirrored"), CEL_REJECTS.values(), ids=CEL_REJECTS)
+def test_cel_rules_refuse_what_a_rule_cannot_use(
+    early_stopping: dict[str, Any], template: dict[str, Any], needle: str, mirrored: bool
+) -> None:
+    """The committed rules, evaluated on the defaulted spec (tests/support/cel.py; the API server
+    evaluates the same cases in the bad-input corpus), refuse it with exactly that message, which
+    the OpenAPI bounds alone would not; the model mirrors the rules about one node's own fields."""
+    spec = with_early_stopping(early_stopping, **template)
+    spec["template"] = {k: v for k, v in spec["template"].items() if v is not None}
+    _validate(spec)  # the OpenAPI bounds let it through: only the CEL rule catches it
+    broken = cel.violations(cel.apply_defaults({"spec": spec}, SCHEMA), SCHEMA)
+    assert len(broken) == 1 and needle in broken[0], broken
+    if mirrored:
+        with pytest.raises(ValueError, match=needle.split(" is ")[0].removeprefix("earlyStopping.")):
+            ExperimentSpec.model_validate(spec)

@@ -436,3 +436,105 @@ def test_live_changes_of_parallelism_and_suspend_are_followed() -> None:
         14: {"parallelism": 4},
     }
     simulate(exp, copy.deepcopy(schedule), train=4)
+
+
+# --- ASHA and Hyperband: promotions live in the status -----------------------------------------
+
+ASHA = {"rule": "ASHA", "minResource": 2048, "reductionFactor": 2}
+GOOD_CURVE = ((2048, 60.0), (4096, 180.0))
+BAD_CURVE = ((2048, 20.0), (4096, 25.0))
+
+
+def entry_of(actions: Actions, name: str) -> dict[str, Any]:
+    (entry,) = [r for r in actions.status["runs"] if r["name"] == name]
+    return dict(entry)
+
+
+def test_asha_stops_the_loser_at_its_rung_and_records_the_promotions() -> None:
+    exp = experiment(earlyStopping=ASHA)
+    children = {NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: running(NAMES[1], BAD_CURVE)}
+    actions = run_decide(exp, Observed(children=children))
+    (stop,) = actions.stop
+    assert stop.run == NAMES[1]
+    assert stop.message.startswith("at rung 0 (2048 timesteps) its evaluation at step 2048 (20)")
+    assert "cutoff 60" in stop.message and "2 runs" in stop.message and "ASHA" in stop.message
+    # Rung 0 (2048) and rung 1 (4096) this round: the winner is promoted past both.
+    assert entry_of(actions, NAMES[0])["rung"] == 1
+    loser = entry_of(actions, NAMES[1])
+    assert loser["phase"] == "EarlyStopped" and "rung" not in loser and loser["message"] == stop.message
+    assert actions.status["budget"]["savedTimesteps"] == 10000 - 4096
+    assert [e.message for e in actions.events if e.reason == "EarlyStopped"] == [f"stopped {NAMES[1]}: {stop.message}"]
+    assert "bracket" not in entry_of(actions, NAMES[0])
+
+
+def test_recorded_promotions_are_final_and_survive_a_restart() -> None:
+    children = {NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: running(NAMES[1], BAD_CURVE)}
+    # The status a previous operator wrote: both were promoted past both rungs (each arrived alone).
+    runs = [
+        {"name": NAMES[0], "configuration": "c0", "seed": 0, "phase": "Running", "rung": 1},
+        {"name": NAMES[1], "configuration": "c1", "seed": 0, "phase": "Running", "rung": 1},
+    ]
+    actions = run_decide(experiment({"phase": "Running", "runs": runs}, earlyStopping=ASHA), Observed(children))
+    assert actions.stop == []
+    assert (entry_of(actions, NAMES[0])["rung"], entry_of(actions, NAMES[1])["rung"]) == (1, 1)
+    # Promoted past rung 0 only: judged at rung 1 (25 against 180), not again at rung 0.
+    runs[1]["rung"] = 0
+    actions = run_decide(experiment({"phase": "Running", "runs": runs}, earlyStopping=ASHA), Observed(children))
+    (stop,) = actions.stop
+    assert stop.run == NAMES[1] and stop.message.startswith("at rung 1 (4096 timesteps)")
+    assert entry_of(actions, NAMES[1])["rung"] == 0  # its promotion stays recorded
+
+
+def test_asha_stops_only_training_runs_and_nothing_while_suspended() -> None:
+    over = replace(running(NAMES[1], BAD_CURVE), suspended=True, phase="Suspended")
+    actions = run_decide(
+        experiment(earlyStopping=ASHA), Observed(children={NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: over})
+    )
+    assert actions.stop == []
+    assert "rung" not in entry_of(actions, NAMES[1])  # not judged: its rung waits until it trains again
+    runs = [{"name": NAMES[0], "configuration": "c0", "seed": 0, "phase": "Running", "rung": 0}]
+    children = {NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: running(NAMES[1], BAD_CURVE)}
+    held = run_decide(
+        experiment({"phase": "Running", "runs": runs}, earlyStopping=ASHA, suspend=True), Observed(children)
+    )
+    assert held.stop == []
+    assert entry_of(held, NAMES[0])["rung"] == 0  # kept, not advanced
+    assert "rung" not in entry_of(held, NAMES[1])
+
+
+def test_a_stopped_run_keeps_its_rung_and_does_not_compete_past_it() -> None:
+    # c1-s0 was stopped at rung 0 earlier; its pod trained on to 4096 with a high value there.
+    stopped = replace(running(NAMES[1], ((2048, 20.0), (4096, 999.0))), stopped="at rung 0 ...", suspended=True)
+    runs = [{"name": NAMES[0], "configuration": "c0", "seed": 0, "phase": "Running", "rung": 0}]
+    children = {NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: stopped}
+    actions = run_decide(experiment({"phase": "Running", "runs": runs}, earlyStopping=ASHA), Observed(children))
+    assert actions.stop == []
+    assert entry_of(actions, NAMES[0])["rung"] == 1  # alone at rung 1: the stopped run's 999 does not count
+    assert entry_of(actions, NAMES[1])["message"] == "at rung 0 ..."
+
+
+def test_hyperband_assigns_every_run_its_configurations_bracket_and_judges_within_it() -> None:
+    # totalTimesteps 10000, minResource 2048, eta 2: 3 brackets (first rungs 2048, 4096, 8192);
+    # the stable hash puts c0 in bracket 2 and c1 in bracket 1.
+    exp = experiment(earlyStopping={"rule": "Hyperband", "minResource": 2048, "reductionFactor": 2}, parallelism=3)
+    children = {
+        NAMES[0]: running(NAMES[0], GOOD_CURVE),  # c0, bracket 2: its first rung (8192) is not reached
+        NAMES[1]: running(NAMES[1], BAD_CURVE),  # c1, bracket 1: 25 at 4096 ...
+        NAMES[3]: running(NAMES[3], ((2048, 50.0), (4096, 90.0))),  # ... against its sibling's 90 only
+    }
+    actions = run_decide(exp, Observed(children=children))
+    brackets = {r["name"]: r["bracket"] for r in actions.status["runs"]}
+    assert brackets == {n: (2 if "-c0-" in n else 1) for n in NAMES}
+    (stop,) = actions.stop
+    assert stop.run == NAMES[1]
+    assert stop.message.startswith("at rung 0 (4096 timesteps)") and "Hyperband bracket 1" in stop.message
+    assert entry_of(actions, NAMES[3])["rung"] == 0
+    assert "rung" not in entry_of(actions, NAMES[0])
+
+
+def test_hyperband_without_rivals_in_the_bracket_stops_nothing() -> None:
+    # Under ASHA the bad c1 run would lose to c0 at 2048; under Hyperband they are in different brackets.
+    exp = experiment(earlyStopping={"rule": "Hyperband", "minResource": 2048, "reductionFactor": 2})
+    children = {NAMES[0]: running(NAMES[0], GOOD_CURVE), NAMES[1]: running(NAMES[1], BAD_CURVE)}
+    assert run_decide(exp, Observed(children=children)).stop == []
+    assert [d.run for d in run_decide(experiment(earlyStopping=ASHA), Observed(children=children)).stop] == [NAMES[1]]
