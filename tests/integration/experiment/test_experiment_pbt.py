@@ -14,8 +14,8 @@ import pandas as pd
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
 from tests.integration.experiment.support import experiment, runs_of, status
-from tests.support.kubectl import Kubectl
 from tests.integration.trainingrun.support import s3_client
+from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
 NAME = "pbt"
