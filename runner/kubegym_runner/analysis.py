@@ -460,11 +460,15 @@ def population_png(curves: pd.DataFrame, population: Sequence[MemberStatus], tit
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best", ncol=2)
+    # Each schedule runs on to the end of its last segment (the last evaluation of the population).
+    end = float(curves["timesteps"].max()) if len(curves) else None
     for i, name in enumerate(names, start=1):
         ax = axes[i][0]
         for member in population:
-            steps = [s.step for s in member.lineage]
+            steps: list[float] = [s.step for s in member.lineage]
             values = [s.hyperparameters.get(name) for s in member.lineage]
+            if end is not None and steps and end > steps[-1]:
+                steps, values = [*steps, end], [*values, values[-1]]
             ax.step(steps, values, where="post", label=member.member)
         ax.set_ylabel(name, fontsize=8)
         ax.grid(alpha=0.3)
