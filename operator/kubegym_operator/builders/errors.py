@@ -1,7 +1,9 @@
 """The one error of the pure builders: the owner cannot work as specified.
 
 Its own module so that every builder can raise it without importing another builder (the Job
-builder and the credentials builder use each other's parts).
+builder and the credentials builder use each other's parts). An Experiment's plan raises it as
+``PlanError`` and its Optuna search as ``TrialError``, the same error under the names their
+callers catch.
 """
 
 from __future__ import annotations

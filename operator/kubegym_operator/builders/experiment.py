@@ -38,6 +38,7 @@ from kubegym_api.experiment import KIND, MAX_RUNS, Distribution, ExperimentSpec,
 from kubegym_api.hyperparameters import RESERVED_HYPERPARAMETERS, allowed_hyperparameters, parse_hyperparameters
 from kubegym_api.pyliteral import LiteralError
 from kubegym_api.trainingrun import KIND as TRAINING_RUN_KIND
+from kubegym_operator.builders.errors import RenderError
 from kubegym_operator.builders.naming import MAX_LABEL, dns_label, label_value
 from kubegym_operator.builders.ownership import controller_reference
 from kubegym_operator.builders.population import Segment, generations, non_numeric_perturbations, schedule, segment_id
@@ -66,13 +67,8 @@ RANDOM_DIGITS = 6
 RANDOM_ATTEMPTS = 20
 
 
-class PlanError(ValueError):
+class PlanError(RenderError):
     """The Experiment cannot be planned as written; ``reason`` is CamelCase for the status."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kubegym_api.base import Statistic
 from kubegym_api.experiment import Direction, Objective, ObjectiveMetric, OptunaSearch, ParameterType, Sampler
+from kubegym_operator.builders.errors import RenderError
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -50,14 +51,9 @@ _PER_TRIAL_SEED = frozenset({Sampler.TPE, Sampler.GP, Sampler.Random})
 TrialState = Literal["running", "complete", "failed"]
 
 
-class TrialError(ValueError):
+class TrialError(RenderError):
     """A search cannot propose, or a run's trial record is not one this search could have made;
     ``reason`` is CamelCase for the status."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -41,3 +41,23 @@ def runs_of(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
 
 def run_pods(kube: Kube, ns: str) -> list[dict[str, Any]]:
     return list(kube.get(f"/api/v1/namespaces/{ns}/pods", labelSelector="kubegym.io/training-run")["items"])
+
+
+class CreatedOnce:
+    """An Experiment's TrainingRuns, each remembered by (uid, creationTimestamp) as first seen:
+    calling it lists them and records every run that was created again (deleted and re-created:
+    a duplicate or lost trial), which ``changed`` holds."""
+
+    def __init__(self, kube: Kube, ns: str, name: str) -> None:
+        self.kube, self.ns, self.name = kube, ns, name
+        self.seen: dict[str, tuple[str, str]] = {}
+        self.changed: list[str] = []
+
+    def __call__(self) -> list[dict[str, Any]]:
+        runs = runs_of(self.kube, self.ns, self.name)
+        for run in runs:
+            meta = run["metadata"]
+            identity = (meta["uid"], meta["creationTimestamp"])
+            if self.seen.setdefault(meta["name"], identity) != identity:
+                self.changed.append(f"{meta['name']}: {self.seen[meta['name']]} -> {identity}")
+        return runs

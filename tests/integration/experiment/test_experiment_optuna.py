@@ -9,7 +9,7 @@ from typing import Any
 
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
-from tests.integration.experiment.support import experiment, runs_of, status
+from tests.integration.experiment.support import CreatedOnce, experiment, runs_of, status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -35,20 +35,19 @@ def test_tpe_study_survives_an_operator_kill(
 ) -> None:
     ns = namespace
     kubectl.apply(experiment(NAME, seeds={"count": 1}, parallelism=2, search=SEARCH))
-    uids: dict[str, str] = {}
+    track = CreatedOnce(kube, ns, NAME)
 
-    def seen() -> dict[str, str]:
-        for run in runs_of(kube, ns, NAME):
-            name, uid = run["metadata"]["name"], run["metadata"]["uid"]
-            assert uids.setdefault(name, uid) == uid, f"{name} was created again"
-        return uids
+    def seen() -> dict[str, tuple[str, str]]:
+        track()
+        assert track.changed == [], "a run was created again"
+        return track.seen
 
     def describe() -> str:
         return json.dumps(status(kube, ns, NAME), indent=1)[-3000:] + "\n" + operator.tail(20)
 
     # Two proposals at once (parallelism 2), nothing more until one is scored.
     wait_until(lambda: len(seen()) == 2, 90, "the first two trials", describe=describe)
-    assert sorted(uids) == [f"{NAME}-c0-s0", f"{NAME}-c1-s0"]
+    assert sorted(track.seen) == [f"{NAME}-c0-s0", f"{NAME}-c1-s0"]
     operator.kill_and_restart()
     wait_until(
         lambda: bool(seen()) and status(kube, ns, NAME).get("phase") in ("Succeeded", "Failed"),
@@ -60,7 +59,7 @@ def test_tpe_study_survives_an_operator_kill(
     seen()
     st = status(kube, ns, NAME)
     assert st["phase"] == "Succeeded", describe()
-    assert sorted(uids) == [f"{NAME}-c{k}-s0" for k in range(TRIALS)]  # no trial lost, none twice
+    assert sorted(track.seen) == [f"{NAME}-c{k}-s0" for k in range(TRIALS)]  # no trial lost, none twice
 
     runs = {r["metadata"]["name"]: r for r in runs_of(kube, ns, NAME)}
     configs = {c["id"]: c for c in st["configurations"]}

@@ -13,7 +13,7 @@ import pandas as pd
 
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
-from tests.integration.experiment.support import experiment, runs_of, status
+from tests.integration.experiment.support import CreatedOnce, experiment, runs_of, status
 from tests.integration.trainingrun.support import s3_client
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
@@ -43,19 +43,18 @@ def test_pbt_population_survives_an_operator_kill(
     template["checkpoint"] = {"everySteps": INTERVAL, "keepLast": 1}
     template["resources"] = {"cpu": "500m", "memory": "1Gi"}
     kubectl.apply(experiment(NAME, template=template, seeds={"values": [7]}, parallelism=MEMBERS, search=SEARCH))
-    uids: dict[str, str] = {}
+    track = CreatedOnce(kube, ns, NAME)
 
-    def seen() -> dict[str, str]:
-        for run in runs_of(kube, ns, NAME):
-            name, uid = run["metadata"]["name"], run["metadata"]["uid"]
-            assert uids.setdefault(name, uid) == uid, f"{name} was created again"
-        return uids
+    def seen() -> dict[str, tuple[str, str]]:
+        track()
+        assert track.changed == [], "a run was created again"
+        return track.seen
 
     def describe() -> str:
         return json.dumps(status(kube, ns, NAME), indent=1)[-3000:] + "\n" + operator.tail(20)
 
     wait_until(lambda: len(seen()) == MEMBERS, 90, "the first generation", describe=describe)
-    assert sorted(uids) == [f"{NAME}-m{i}g0-s{7 + i}" for i in range(MEMBERS)]
+    assert sorted(track.seen) == [f"{NAME}-m{i}g0-s{7 + i}" for i in range(MEMBERS)]
     # Between generations: the first one done, the second decided from it.
     wait_until(lambda: len(seen()) > MEMBERS, 600, "the second generation", interval=2, describe=describe)
     operator.kill_and_restart()
@@ -70,7 +69,7 @@ def test_pbt_population_survives_an_operator_kill(
     st = status(kube, ns, NAME)
     assert st["phase"] == "Succeeded", describe()
     generations = TOTAL // INTERVAL
-    assert sorted(uids) == sorted(f"{NAME}-m{i}g{g}-s{7 + i}" for i in range(MEMBERS) for g in range(generations))
+    assert sorted(track.seen) == sorted(f"{NAME}-m{i}g{g}-s{7 + i}" for i in range(MEMBERS) for g in range(generations))
 
     runs = {r["metadata"]["name"]: r for r in runs_of(kube, ns, NAME)}
     copies = 0

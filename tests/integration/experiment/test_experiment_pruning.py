@@ -23,7 +23,7 @@ from typing import Any
 
 from kubegym_localcluster.kube import Kube
 from tests.conftest import OperatorProcess
-from tests.integration.experiment.support import experiment, run_pods, runs_of, status
+from tests.integration.experiment.support import CreatedOnce, experiment, run_pods, status
 from tests.support.kubectl import Kubectl
 from tests.support.wait import wait_until
 
@@ -56,18 +56,7 @@ def test_asha_stops_the_bad_configuration_and_survives_an_operator_kill(
             earlyStopping={"rule": "ASHA", "minResource": MIN_RESOURCE, "reductionFactor": 3},
         )
     )
-    #: Each run's (uid, creationTimestamp) as first seen, and every sighting that differed.
-    seen: dict[str, tuple[str, str]] = {}
-    changed: list[str] = []
-
-    def track() -> list[dict[str, Any]]:
-        runs = runs_of(kube, ns, NAME)
-        for r in runs:
-            meta = r["metadata"]
-            identity = (meta["uid"], meta["creationTimestamp"])
-            if seen.setdefault(meta["name"], identity) != identity:
-                changed.append(f"{meta['name']}: {seen[meta['name']]} -> {identity}")
-        return runs
+    track = CreatedOnce(kube, ns, NAME)
 
     def describe() -> str:
         return json.dumps(status(kube, ns, NAME), indent=1)[-4000:] + "\n--- operator:\n" + operator.tail(20)
@@ -100,8 +89,8 @@ def test_asha_stops_the_bad_configuration_and_survives_an_operator_kill(
     # Exactly the planned runs, each created once across the restart.
     runs = {r["metadata"]["name"]: r for r in track()}
     assert sorted(runs) == [GOOD, BAD]
-    assert changed == []
-    assert seen[GOOD] == (good_run["metadata"]["uid"], good_run["metadata"]["creationTimestamp"])
+    assert track.changed == []
+    assert track.seen[GOOD] == (good_run["metadata"]["uid"], good_run["metadata"]["creationTimestamp"])
 
     good, bad = runs[GOOD], runs[BAD]
     assert bad["spec"]["hyperparameters"]["learning_rate"] == 1e-7
