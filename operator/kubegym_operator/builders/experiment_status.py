@@ -501,10 +501,10 @@ def _brackets(spec: ExperimentSpec, plan: Plan) -> dict[str, int]:
         min_resource=rule.min_resource,
         reduction_factor=rule.reduction_factor,
     )
-    of = {
-        c.id: bracket_of(c.id, n_brackets=n_brackets, reduction_factor=rule.reduction_factor)
-        for c in plan.configurations
-    }
+    # A bracket depends on the configuration's id alone, so runs of an Optuna search's configurations
+    # not proposed yet have theirs too.
+    ids = {r.configuration.id for r in plan.runs}
+    of = {i: bracket_of(i, n_brackets=n_brackets, reduction_factor=rule.reduction_factor) for i in ids}
     return {r.name: of[r.configuration.id] for r in plan.runs}
 
 

@@ -244,6 +244,18 @@ def test_deleting_an_earlier_configurations_runs_fails_instead_of_guessing() -> 
     assert (st["phase"], st["reason"]) == ("Failed", "TrialLost")
 
 
+def test_an_optuna_search_is_pruned_by_hyperband() -> None:
+    """Brackets are per configuration id, so configurations not proposed yet have theirs too."""
+    exp = make_experiment(parallelism=2, earlyStopping={"rule": "Hyperband", "minResource": 2000, "reductionFactor": 3})
+    exp["spec"]["template"]["evaluation"] = {"everySteps": 1000, "episodes": 2}
+    cluster = FakeCluster(exp)
+    reconcile(cluster)
+    assert sorted(runs(cluster)) == ["tpe-c0-s0", "tpe-c1-s0"]
+    st = status(cluster)
+    assert st["phase"] == "Pending" and len(st["runs"]) == 6
+    assert all(isinstance(r.get("bracket"), int) for r in st["runs"])
+
+
 # --- plan-time refusals -----------------------------------------------------------------------
 
 
